@@ -1,0 +1,76 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from activations.errors import ToolkitError
+from activations.hooks import valid_hook_names
+from activations.models import load_model
+
+
+def test_capture_equals_transformerlens_for_every_hook(toy_gpt2_dir):
+    model = load_model(toy_gpt2_dir, device="cpu")
+    hooks = valid_hook_names(model.dims.n_layers)
+    tokens = torch.randint(0, model.dims.d_vocab, (3, 20))
+    ours = model.capture(tokens, hooks)
+    _, cache = model.bridge.run_with_cache(tokens, names_filter=hooks)
+    for hook in hooks:
+        theirs = cache[hook].flatten(-2) if cache[hook].dim() == 4 else cache[hook]
+        assert ours[hook].shape == theirs.shape == (3, 20, model.hook_width(hook)), hook
+        torch.testing.assert_close(ours[hook], theirs, rtol=0, atol=1e-5, msg=hook)
+
+
+def test_capture_stops_after_deepest_hook(toy_gpt2_dir):
+    model = load_model(toy_gpt2_dir, device="cpu")
+    ran = []
+    handle = model.hf_model.transformer.h[1].register_forward_pre_hook(lambda m, a: ran.append(1))
+    model.capture(torch.zeros(1, 5, dtype=torch.long), ["blocks.0.hook_resid_post"])
+    assert ran == []
+    model.capture(torch.zeros(1, 5, dtype=torch.long), ["blocks.1.hook_resid_pre"])
+    assert ran == [1]
+    handle.remove()
+
+
+def test_patch_changes_downstream_and_identity_patch_does_not(toy_gpt2_dir):
+    model = load_model(toy_gpt2_dir, device="cpu")
+    tokens = torch.randint(0, model.dims.d_vocab, (2, 10))
+    with torch.no_grad():
+        clean = model.forward(tokens)
+        same = model.forward(tokens, {"blocks.0.hook_resid_mid": lambda a: a})
+        zeroed = model.forward(tokens, {"blocks.0.hook_resid_mid": torch.zeros_like})
+    torch.testing.assert_close(same, clean, rtol=0, atol=1e-5)
+    assert (zeroed - clean).abs().max() > 1e-2
+
+
+def test_gpt2_small_shape_residuals_match_hf_hidden_states(gpt2_small_dir):
+    model = load_model(gpt2_small_dir, device="cpu")
+    assert (model.dims.n_layers, model.dims.d_model) == (12, 768)
+    assert not model.hf_model.training
+    tokens = torch.randint(0, model.dims.d_vocab, (2, 32))
+    hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(11)]
+    ours = model.capture(tokens, hooks)
+    with torch.no_grad():
+        hidden = model.hf_model(tokens, output_hidden_states=True).hidden_states
+    for layer, hook in enumerate(hooks):
+        torch.testing.assert_close(ours[hook], hidden[layer + 1], rtol=0, atol=1e-4)
+
+
+def test_unknown_hook_lists_valid_ones(toy_gpt2_dir):
+    model = load_model(toy_gpt2_dir, device="cpu")
+    with pytest.raises(ToolkitError, match=r"unknown hook name 'blocks.7.hook_resid_post'.*hook_resid_post"):
+        model.capture(torch.zeros(1, 4, dtype=torch.long), ["blocks.7.hook_resid_post"])
+
+
+def test_gpt2_offline_without_cache_fails_with_one_sentence(tmp_path):
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"}
+    code = "from activations.models import load_model; load_model('gpt2')"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "cannot load model 'gpt2'" in last and "hf download gpt2" in last
+
+
+def test_missing_local_folder_is_a_clear_error():
+    with pytest.raises(ToolkitError, match="does not exist"):
+        load_model("./no/such/folder")
