@@ -92,6 +92,8 @@ def _checkpoint_id(name_or_path: str) -> str:
 
 def _from_pretrained(checkpoint: str, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         hf_model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=dtype)

@@ -36,6 +36,7 @@ class ActivationSource(Protocol):
         Every dict in one call holds the *same tokens* for all requested hooks, so a
         transcoder can pair an input hook with an output hook. ``epochs=None`` repeats
         forever (a new seeded order per epoch); otherwise stops after that many passes.
-        Extra keys ``token_ids`` [batch] int64 may be present.
+        Extra keys ``token_ids``, ``sequence_ids`` (context index in the dataset stream) and
+        ``positions`` [batch] int64 say where each row comes from.
         """
         ...

@@ -1,0 +1,78 @@
+"""``ActivationSource`` that harvests as it goes, through a RAM shuffle buffer (no disk)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import islice
+
+import torch
+
+from activations.data import EMBEDDED, DatasetSpec, TokenData
+from activations.hooks import parse_hooks
+from activations.models import LoadedModel, load_model
+
+_WHERE = ["token_ids", "sequence_ids", "positions"]
+
+
+class OnTheFlySource:
+    """Harvest ``hooks`` from ``model`` on demand and serve shuffled batches.
+
+    The buffer holds ``buffer_tokens`` rows per hook (float32). Each round the buffer is
+    shuffled, its first half is served, and those rows are replaced by fresh activations, so
+    every batch mixes tokens from many contexts. ``mean_norm`` is measured on the first fill.
+
+    Args:
+        model: a ``LoadedModel`` or a name for ``load_model``.
+        hooks: hook names (TransformerLens naming).
+        dataset, seed, context, text_field: the token stream (see ``activations.data``).
+        exclude_bos: drop BOS / end-of-text positions.
+    """
+
+    def __init__(self, model: LoadedModel | str, hooks: list[str] | str, dataset: str = EMBEDDED,
+                 seed: int = 0, context: int = 128, buffer_tokens: int = 1 << 16,
+                 batch_contexts: int = 32, exclude_bos: bool = False, text_field: str = "text"):
+        self.model = load_model(model) if isinstance(model, str) else model
+        self.model_name = self.model.name
+        self.hooks = [p.name for p in parse_hooks(hooks, self.model.dims.n_layers)]
+        self.widths = {h: self.model.hook_width(h) for h in self.hooks}
+        context = min(context, self.model.dims.n_ctx)
+        self.data = TokenData(DatasetSpec(dataset, seed, context, text_field), self.model.tokenizer)
+        self.buffer_tokens, self.batch_contexts, self.exclude_bos = buffer_tokens, batch_contexts, exclude_bos
+        self._contexts = self.data.iter_contexts()
+        self._next_context = 0
+        self._buffer = self._harvest(buffer_tokens)
+        self.mean_norm = {h: float(self._buffer[h].norm(dim=-1).mean()) for h in self.hooks}
+
+    def batches(self, batch_size: int, hooks: list[str] | None = None, seed: int = 0,
+                epochs: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+        """Shuffled batches forever (the stream is endless, so ``epochs`` counts buffer halves)."""
+        hooks = list(hooks or self.hooks)
+        gen = torch.Generator().manual_seed(seed)
+        half = max(batch_size, self.buffer_tokens // 2 // batch_size * batch_size)
+        rounds = 0
+        while epochs is None or rounds < epochs:
+            perm = torch.randperm(len(self._buffer["token_ids"]), generator=gen)
+            self._buffer = {k: v[perm] for k, v in self._buffer.items()}
+            for i in range(0, half, batch_size):
+                yield {k: self._buffer[k][i:i + batch_size] for k in hooks + _WHERE}
+            fresh = self._harvest(half)
+            self._buffer = {k: torch.cat([fresh[k], v[half:]]) for k, v in self._buffer.items()}
+            rounds += 1
+
+    def _harvest(self, n_rows: int) -> dict[str, torch.Tensor]:
+        parts: dict[str, list[torch.Tensor]] = {k: [] for k in self.hooks + _WHERE}
+        got = 0
+        while got < n_rows:
+            tokens = torch.tensor(list(islice(self._contexts, self.batch_contexts)), dtype=torch.long)
+            keep = (tokens != self.data.bos) if self.exclude_bos else torch.ones_like(tokens, dtype=torch.bool)
+            keep = keep.reshape(-1)
+            acts = self.model.capture(tokens, self.hooks)
+            for h in self.hooks:
+                parts[h].append(acts[h].reshape(-1, self.widths[h])[keep.to(acts[h].device)].float().cpu())
+            n, length = tokens.shape
+            first, self._next_context = self._next_context, self._next_context + n
+            parts["token_ids"].append(tokens.reshape(-1)[keep])
+            parts["sequence_ids"].append(torch.arange(first, first + n)[:, None].expand(n, length).reshape(-1)[keep])
+            parts["positions"].append(torch.arange(length).expand(n, length).reshape(-1)[keep])
+            got += int(keep.sum())
+        return {k: torch.cat(v)[:n_rows] for k, v in parts.items()}

@@ -1,0 +1,1 @@
+"""Built-in ``sae`` verbs, one module each (see ``sae.cli``)."""
