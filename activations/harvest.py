@@ -261,14 +261,15 @@ def _shard_tensors(model: LoadedModel, tokens: torch.Tensor, first: int, hooks: 
     row = 0
     for start in range(0, n, batch_contexts):
         batch = tokens[start:start + batch_contexts]
-        mask = keep[start:start + batch_contexts].reshape(-1)
+        # row indices are computed on the host, so selecting rows never makes the GPU sync
+        index = keep[start:start + batch_contexts].reshape(-1).nonzero().squeeze(1)
+        select = None if len(index) == batch.numel() else index.to(model.device, non_blocking=cuda)
         acts = model.capture(batch, hooks)
-        rows = int(mask.sum())
-        device_mask = mask.to(model.device, non_blocking=cuda)
         for h in hooks:
-            flat = acts[h].reshape(-1, acts[h].shape[-1])[device_mask].to(dtype)
-            out[h][row:row + rows].copy_(flat, non_blocking=cuda)
-        row += rows
+            flat = acts[h].reshape(-1, acts[h].shape[-1])
+            flat = flat if select is None else flat.index_select(0, select)
+            out[h][row:row + len(index)].copy_(flat.to(dtype), non_blocking=cuda)
+        row += len(index)
     event = None
     if cuda:
         event = torch.cuda.Event()

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command: builds its own environment, runs the whole suite offline, fails if no test ran.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+log="$(mktemp)"
+set +e
+.venv/bin/python -m pytest -q "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+if ! grep -Eq "[0-9]+ passed" "$log"; then
+  echo "error: no test ran" >&2
+  exit 1
+fi
+exit "$status"
