@@ -1,0 +1,297 @@
+"""Configuration: one dataclass per sparse coder, one per training run, loaded from TOML.
+
+A run file names the training settings at the top level, the sparse coder under ``[sae]``,
+optionally several different coders as ``[[coders]]`` tables (each overriding ``[sae]``), and
+optionally a sweep under ``[sweep]``: each listed field takes every listed value, and one
+coder is trained per combination, all on the same batches::
+
+    tokens = 2_000_000
+    acts = "acts/tiny"
+
+    [sae]
+    architecture = "topk"
+    hook = "blocks.2.hook_resid_post"
+    d_sae = 4096
+
+    [sweep]
+    k = [16, 32, 64]
+
+Command-line flags override fields; a misspelt field is refused with the list of valid ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from activations.errors import ToolkitError
+
+DEFAULT_HOOK = "blocks.2.hook_resid_post"
+
+
+@dataclass
+class SAEConfig:
+    """One sparse coder: what it reads and writes, its size, and its sparsity mechanism."""
+
+    architecture: str = "topk"
+    """relu, topk, batchtopk, jumprelu, gated or matryoshka."""
+    hook: str = DEFAULT_HOOK
+    """Hook the coder reads (TransformerLens name)."""
+    hook_out: str = ""
+    """Hook the coder reconstructs; empty: ``hook`` (an SAE). Set it for a transcoder."""
+    skip: bool = False
+    """Skip transcoder: add a linear map W_skip [d_out, d_in] from input to output."""
+    d_in: int = 0
+    """Input width; 0 takes the source's width (set it to insist on a width)."""
+    d_sae: int = 0
+    """Number of latents; 0 means ``expansion_factor`` × d_in."""
+    expansion_factor: int = 16
+    k: int = 32
+    """Active latents per token (topk; batchtopk and matryoshka: on average over the batch)."""
+    lr: float = 0.0
+    """Adam learning rate; 0 scales 2e-4 by (d_sae / 16384) ** -0.5 (Gao et al. 2024)."""
+    l1_coefficient: float = 5.0
+    """relu and gated: weight of the sparsity penalty (per token, activations of norm √d_in)."""
+    l0_coefficient: float = 0.05
+    """jumprelu: weight of the L0 penalty (or of (L0/target_l0 − 1)² when target_l0 > 0)."""
+    target_l0: float = 0.0
+    """jumprelu: the L0 to aim for; 0 penalises L0 itself."""
+    sparsity_warmup: float = 0.05
+    """relu, gated, jumprelu: fraction of training over which the sparsity weight rises from 0."""
+    jumprelu_threshold: float = 0.1
+    """jumprelu: initial threshold."""
+    jumprelu_bandwidth: float = 0.05
+    """jumprelu: width of the straight-through estimator's rectangle kernel."""
+    auxk_coefficient: float = 1 / 32
+    """topk, batchtopk, matryoshka: weight of the AuxK loss on dead latents."""
+    auxk_k: int = 0
+    """Dead latents used by AuxK per token; 0 means d_in // 2."""
+    threshold_momentum: float = 0.99
+    """batchtopk, matryoshka: EMA momentum of the inference threshold."""
+    matryoshka_prefixes: list[int] = field(default_factory=list)
+    """matryoshka: nested prefix widths, increasing, the last equal to d_sae; empty means
+    d_sae/16, d_sae/8, d_sae/4, d_sae/2, d_sae."""
+
+    @property
+    def is_transcoder(self) -> bool:
+        return bool(self.hook_out) and self.hook_out != self.hook
+
+    @property
+    def output_hook(self) -> str:
+        return self.hook_out or self.hook
+
+    def resolved(self, d_in: int, d_out: int) -> SAEConfig:
+        """A copy with d_in, d_sae, lr and prefixes filled in from the source's widths."""
+        if self.d_in and self.d_in != d_in:
+            raise ToolkitError(f"d_in = {self.d_in} in the config does not match the width {d_in} of "
+                               f"{self.hook} in the activations; remove d_in or pick the right hook")
+        d_sae = self.d_sae or self.expansion_factor * d_in
+        lr = self.lr or 2e-4 / (d_sae / 2**14) ** 0.5
+        prefixes = self.matryoshka_prefixes or [d_sae // m for m in (16, 8, 4, 2, 1)]
+        out = replace(self, d_in=d_in, d_sae=d_sae, lr=lr, matryoshka_prefixes=prefixes)
+        out.validate(d_out)
+        return out
+
+    def validate(self, d_out: int) -> None:
+        from sae.architectures import ARCHITECTURES  # the registry imports this module
+        if self.architecture not in ARCHITECTURES:
+            raise ToolkitError(f"unknown architecture '{self.architecture}'; valid architectures: "
+                               f"{', '.join(ARCHITECTURES)}")
+        if self.d_sae < 1:
+            raise ToolkitError(f"d_sae must be positive, got {self.d_sae}")
+        if self.architecture in ("topk", "batchtopk", "matryoshka") and not 0 < self.k <= self.d_sae:
+            raise ToolkitError(f"k = {self.k} must be between 1 and d_sae = {self.d_sae}; lower --k or raise --d-sae")
+        if self.skip and not self.is_transcoder:
+            raise ToolkitError("skip = true needs a transcoder; set hook_out to a different hook than hook")
+        if self.is_transcoder and self.architecture == "matryoshka":
+            raise ToolkitError("matryoshka transcoders are not supported; use topk or batchtopk with hook_out")
+        prefixes = self.matryoshka_prefixes
+        if self.architecture == "matryoshka" and (
+                prefixes != sorted(set(prefixes)) or prefixes[0] < 1 or prefixes[-1] != self.d_sae):
+            raise ToolkitError(f"matryoshka_prefixes {prefixes} must increase strictly and end at d_sae = {self.d_sae}")
+        if d_out < 1:
+            raise ToolkitError(f"output width {d_out} of {self.output_hook} is not positive")
+
+    def slug(self) -> str:
+        """A folder name for this coder, e.g. ``blocks.2.hook_resid_post-topk-d4096-k32``."""
+        hooks = self.hook + (f"-to-{self.hook_out}" if self.is_transcoder else "")
+        arch = self.architecture + ("-skip" if self.skip else "")
+        knob = {"relu": f"l1_{self.l1_coefficient:g}", "gated": f"l1_{self.l1_coefficient:g}",
+                "jumprelu": f"l0_{self.target_l0:g}" if self.target_l0 else f"l0c_{self.l0_coefficient:g}",
+                }.get(self.architecture, f"k{self.k}")
+        width = f"d{self.d_sae}" if self.d_sae else f"x{self.expansion_factor}"
+        return f"{hooks}-{arch}-{width}-{knob}"
+
+
+@dataclass
+class TrainConfig:
+    """A training run: the data, the schedule, and the coders trained side by side."""
+
+    sae: SAEConfig = field(default_factory=SAEConfig)
+    coders: list[dict] = field(default_factory=list)
+    """Several different coders: each a table of SAEConfig fields overriding ``sae``."""
+    sweep: dict[str, list] = field(default_factory=dict)
+    """SAEConfig field -> values; every coder is trained with each combination (cartesian
+    product)."""
+    acts: str = ""
+    """Activation store folder; empty: harvest on the fly from ``model``."""
+    model: str = "tiny"
+    """Model for on-the-fly harvesting and for CE-loss-recovered evaluation."""
+    dataset: str = "tinyworld"
+    context: int = 128
+    buffer_tokens: int = 1 << 17
+    """On-the-fly shuffle buffer, in tokens."""
+    out: str = "runs/sae"
+    """Run folder: config, checkpoints, metrics.jsonl, final coders, eval.json."""
+    tokens: int = 1_000_000
+    """Training tokens (each coder sees all of them)."""
+    batch_size: int = 4096
+    warmup_steps: int = 50
+    """Linear learning-rate warm-up, in steps."""
+    decay_fraction: float = 0.2
+    """The learning rate decays linearly to 0 over this final fraction of training."""
+    beta1: float = 0.9
+    beta2: float = 0.999
+    grad_clip: float = 1.0
+    """Clip each coder's gradient to this global norm (0: off)."""
+    dead_window: int = 1_000_000
+    """A latent is dead after this many tokens without firing; relu coders resample dead
+    latents once per window."""
+    dense_threshold: float = 0.1
+    """A latent is dense when it fires on more than this fraction of tokens."""
+    seed: int = 0
+    checkpoint_every: int = 200
+    """Steps between checkpoints (0: only at the end)."""
+    log_every: int = 10
+    eval_tokens: int = 65_536
+    eval_contexts: int = 32
+    """Contexts for CE loss recovered (0: skip it)."""
+    device: str = "auto"
+    autocast: bool = True
+    """On CUDA, run the encoder in bfloat16 autocast."""
+    wandb: bool = False
+    wandb_project: str = "sae"
+
+    def sae_configs(self) -> list[SAEConfig]:
+        """The coders of this run: each of ``coders`` (or ``sae`` alone) with each combination
+        of the sweep's values."""
+        bases = [replace(self.sae, **fields) for fields in self.coders] or [self.sae]
+        names = list(self.sweep)
+        combos = list(itertools.product(*(self.sweep[n] for n in names)))
+        return [replace(base, **dict(zip(names, values))) for base in bases for values in combos]
+
+    def check_distinct(self, names: list[str] | None = None) -> None:
+        """Refuse runs whose coders would share a name (and a folder): a sweep over a field
+        that some architecture ignores. ``names`` defaults to the coders' slugs."""
+        names = names or [c.slug() for c in self.sae_configs()]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ToolkitError(f"the run would train identical coders ({', '.join(repeated)}); a swept field "
+                               "does not apply to every architecture: move it into [[coders]] tables")
+
+    def hooks(self) -> list[str]:
+        """Every hook any coder reads or writes, in first-use order."""
+        return list(dict.fromkeys(h for cfg in self.sae_configs() for h in (cfg.hook, cfg.output_hook)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_TABLES = ("sae", "coders", "sweep")  # TrainConfig fields that hold coder fields
+
+
+def field_names(cls) -> list[str]:
+    return [f.name for f in fields(cls)]
+
+
+def _check_keys(keys, cls, where: str) -> None:
+    valid = field_names(cls)
+    for key in keys:
+        if key not in valid:
+            raise ToolkitError(f"unknown config field '{key}' in {where}; valid fields: {', '.join(valid)}")
+
+
+def _coerce(cls, name: str, value: Any, where: str) -> Any:
+    """Check a TOML/JSON value against the field's type (ints widen to floats)."""
+    hint = get_type_hints(cls)[name]
+    origin = getattr(hint, "__origin__", hint)
+    if origin is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if origin in (list, dict) and isinstance(value, origin):
+        return value
+    if isinstance(origin, type) and isinstance(value, origin) and not (origin is int and isinstance(value, bool)):
+        return value
+    raise ToolkitError(f"config field '{name}' in {where} must be {getattr(origin, '__name__', origin)}, "
+                       f"got {value!r}")
+
+
+def _coder_fields(values: Any, where: str) -> dict[str, Any]:
+    """Checked and coerced SAEConfig fields of a [sae] or [[coders]] table."""
+    if not isinstance(values, dict):
+        raise ToolkitError(f"{where} must be a table of coder fields, got {values!r}")
+    _check_keys(values, SAEConfig, where)
+    return {k: _coerce(SAEConfig, k, v, where) for k, v in values.items()}
+
+
+def config_from_dict(raw: dict[str, Any], where: str = "the config") -> TrainConfig:
+    """Build a TrainConfig from a parsed TOML/JSON mapping, refusing unknown fields."""
+    raw = dict(raw)
+    misplaced = [k for k in raw if k not in field_names(TrainConfig) and k in field_names(SAEConfig)]
+    if misplaced:
+        raise ToolkitError(f"config field '{misplaced[0]}' in {where} describes the coder; put it under [sae] "
+                           "(or a list of values under [sweep])")
+    _check_keys(raw, TrainConfig, where)
+    sae = SAEConfig(**_coder_fields(raw.pop("sae", {}), f"[sae] of {where}"))
+    coders = [_coder_fields(c, f"[[coders]] of {where}") for c in raw.pop("coders", [])]
+    sweep = raw.pop("sweep", {})
+    _check_keys(sweep, SAEConfig, f"[sweep] of {where}")
+    for name, values in sweep.items():
+        if not isinstance(values, list) or not values:
+            raise ToolkitError(f"sweep field '{name}' in {where} must be a non-empty list of values")
+        sweep[name] = [_coerce(SAEConfig, name, v, f"[sweep] of {where}") for v in values]
+    top = {k: _coerce(TrainConfig, k, v, where) for k, v in raw.items()}
+    cfg = TrainConfig(sae=sae, coders=coders, sweep=sweep, **top)
+    cfg.check_distinct()
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a TOML (or a run folder's JSON) config, then apply ``overrides``.
+
+    ``overrides`` maps a field name of TrainConfig or SAEConfig to a value; a list value for
+    an SAEConfig field becomes a sweep over it.
+    """
+    raw: dict[str, Any] = {}
+    where = "the defaults"
+    if path is not None:
+        path, where = Path(path), str(path)
+        if not path.is_file():
+            raise ToolkitError(f"config file {path} does not exist; pass an existing .toml file")
+        text = path.read_text()
+        try:
+            raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+            raise ToolkitError(f"cannot parse {path}: {err}") from err
+    raw.setdefault("sae", {})
+    raw.setdefault("sweep", {})
+    for name, value in (overrides or {}).items():
+        settable = [n for n in field_names(TrainConfig) + field_names(SAEConfig) if n not in _TABLES]
+        if name not in settable:
+            raise ToolkitError(f"unknown config field '{name}'; valid fields: {', '.join(settable)}")
+        if name in field_names(TrainConfig):
+            raw[name] = value
+        elif isinstance(value, list) and name != "matryoshka_prefixes":
+            raw["sweep"][name] = value
+            raw["sae"].pop(name, None)
+        else:
+            raw["sae"][name] = value
+            raw["sweep"].pop(name, None)
+    return config_from_dict(raw, where)
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")

@@ -1,0 +1,188 @@
+"""SAEs on disk, in the folder layout SAELens 6.x writes and reads.
+
+::
+
+    my_sae/
+      cfg.json                   d_in, d_sae, dtype, device, apply_b_dec_to_input,
+                                 normalize_activations, reshape_activations, metadata
+                                 {model_name, hook_name, ...}, architecture, and the
+                                 architecture's own fields (k; d_out and hook_name_out
+                                 for transcoders)
+      sae_weights.safetensors    W_enc [d_in, d_sae], W_dec [d_sae, d_out], b_enc, b_dec,
+                                 threshold (jumprelu; batchtopk and matryoshka save as
+                                 jumprelu), b_gate, r_mag, b_mag (gated), W_skip [d_out, d_in]
+      sparsity.safetensors       "sparsity": log10 feature density [d_sae]
+
+Weights are saved for raw activations: the trainer's input normalisation is folded in, so
+``normalize_activations`` is always ``"none"``. Safetensors and JSON only, no pickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from activations.errors import ToolkitError
+from sae.architectures import ARCHITECTURES, SparseCoder
+from sae.config import SAEConfig
+
+CFG_FILE = "cfg.json"
+WEIGHTS_FILE = "sae_weights.safetensors"
+SPARSITY_FILE = "sparsity.safetensors"
+
+# SAELens architecture name -> ours (transcoders: same activation, d_out and hook_name_out set)
+_FROM_SAELENS = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "gated": "gated",
+                 "transcoder": "relu", "skip_transcoder": "relu", "jumprelu_transcoder": "jumprelu"}
+_TRANSCODER_NAMES = {("standard", False): "transcoder", ("standard", True): "skip_transcoder",
+                     ("jumprelu", False): "jumprelu_transcoder"}
+
+PRETRAINED_RELEASES = {
+    "gpt2-small-res-jb": "jbloom/GPT2-Small-SAEs-Reformatted",
+}
+"""SAELens release name -> Hugging Face repository whose folders are named by SAE id."""
+
+
+def fold_scaling(state: dict[str, Tensor], input_scale: float, output_scale: float) -> dict[str, Tensor]:
+    """Weights for raw activations, from weights trained on x·input_scale -> y·output_scale.
+
+    Pre-activations are unchanged (so are thresholds and encoder biases); the encoder
+    absorbs input_scale and the decoder side divides by output_scale.
+    """
+    folded = dict(state)
+    folded["W_enc"] = state["W_enc"] * input_scale
+    folded["W_dec"] = state["W_dec"] / output_scale
+    folded["b_dec"] = state["b_dec"] / output_scale
+    if "W_skip" in state:
+        folded["W_skip"] = state["W_skip"] * (input_scale / output_scale)
+    return folded
+
+
+def saelens_config(sae: SparseCoder, metadata: dict | None = None) -> dict:
+    """The cfg.json dictionary of a coder, in SAELens 6.x field names."""
+    cfg = sae.cfg
+    architecture = sae.saelens_architecture
+    fields = {"d_in": sae.d_in, "d_sae": sae.d_sae, "dtype": "float32", "device": "cpu",
+              "apply_b_dec_to_input": sae.apply_b_dec_to_input, "normalize_activations": "none",
+              "reshape_activations": "none",
+              "metadata": {"model_name": None, "hook_name": cfg.hook, "hook_head_index": None,
+                           "prepend_bos": True, **(metadata or {}),
+                           "sae_toolkit": {"architecture": cfg.architecture, "skip": cfg.skip}}}
+    if cfg.is_transcoder:
+        architecture = _TRANSCODER_NAMES.get((architecture, cfg.skip), architecture)
+        layer = cfg.hook_out.split(".")[1] if cfg.hook_out.startswith("blocks.") else "0"
+        fields.update(d_out=sae.d_out, hook_name_out=cfg.hook_out, hook_layer_out=int(layer),
+                      hook_head_index_out=None)
+    return {**fields, "architecture": architecture, **sae.saelens_fields()}
+
+
+def save_sae(sae: SparseCoder, folder: str | Path, input_scale: float = 1.0, output_scale: float = 1.0,
+             metadata: dict | None = None) -> Path:
+    """Write ``folder`` (created if needed) for raw activations; see the module docstring.
+
+    ``input_scale``/``output_scale`` are the factors the coder's training inputs/targets were
+    multiplied by; ``metadata`` adds to cfg.json's metadata (model_name, context_size, ...).
+    """
+    if sae.apply_b_dec_to_input and input_scale != output_scale:
+        raise ToolkitError("an SAE that subtracts b_dec from its input needs equal input and output scales")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.float().cpu().contiguous() for k, v in sae.inference_state().items()}
+    save_file(fold_scaling(state, input_scale, output_scale), folder / WEIGHTS_FILE)
+    (folder / CFG_FILE).write_text(json.dumps(saelens_config(sae, metadata), indent=2) + "\n")
+    return folder
+
+
+def save_log_density(folder: str | Path, log_density: Tensor) -> None:
+    """Write sparsity.safetensors: log10 feature density [d_sae]."""
+    save_file({"sparsity": log_density.float().cpu().contiguous()}, Path(folder) / SPARSITY_FILE)
+
+
+def load_log_density(folder: str | Path) -> Tensor | None:
+    """log10 feature density [d_sae] from sparsity.safetensors, or None if absent."""
+    path = Path(folder) / SPARSITY_FILE
+    return load_file(path)["sparsity"] if path.is_file() else None
+
+
+def _coder_config(raw: dict, skip: bool) -> tuple[SAEConfig, int, bool]:
+    """Our SAEConfig, d_out and apply_b_dec_to_input from a (possibly legacy) cfg.json."""
+    metadata = raw.get("metadata") or {}
+    name = raw.get("architecture") or ("topk" if raw.get("activation_fn_str") == "topk" else "standard")
+    if name not in _FROM_SAELENS:
+        raise ToolkitError(f"cannot load SAE architecture '{name}'; loadable SAELens architectures: "
+                           f"{', '.join(_FROM_SAELENS)}")
+    if raw.get("normalize_activations", "none") not in ("none", None):
+        raise ToolkitError(f"this SAE normalises activations at run time ('{raw['normalize_activations']}'); "
+                           "fold the normalisation into its weights with SAELens first")
+    hook = metadata.get("hook_name") or raw.get("hook_name") or raw.get("hook_point") or ""
+    k = raw.get("k") or (raw.get("activation_fn_kwargs") or {}).get("k") or SAEConfig.k
+    cfg = SAEConfig(architecture=_FROM_SAELENS[name], hook=hook, hook_out=raw.get("hook_name_out") or "",
+                    skip=skip, d_in=raw["d_in"], d_sae=raw["d_sae"], k=int(k))
+    transcoder = name.endswith("transcoder") or cfg.is_transcoder  # never subtracts b_dec [d_out] from x
+    return cfg, int(raw.get("d_out", raw["d_in"])), bool(raw.get("apply_b_dec_to_input", True)) and not transcoder
+
+
+def load_sae(folder: str | Path, device: str | torch.device = "cpu") -> SparseCoder:
+    """Load a SAELens-format folder (ours or SAELens's) as a coder in eval mode.
+
+    The coder's ``metadata`` attribute holds cfg.json's metadata (model_name, hook_name, ...).
+    """
+    folder = Path(folder)
+    if not (folder / CFG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+        raise ToolkitError(f"{folder} is not an SAE folder: it needs {CFG_FILE} and {WEIGHTS_FILE}")
+    raw = json.loads((folder / CFG_FILE).read_text())
+    state = {k: v.float() for k, v in load_file(folder / WEIGHTS_FILE).items()}
+    cfg, d_out, apply_b_dec = _coder_config(raw, skip="W_skip" in state)
+    sae = ARCHITECTURES[cfg.architecture](cfg, d_out)
+    sae.apply_b_dec_to_input = apply_b_dec
+    try:
+        sae.load_inference_state(state)
+    except (RuntimeError, KeyError) as err:
+        raise ToolkitError(f"weights in {folder / WEIGHTS_FILE} do not fit its {CFG_FILE} "
+                           f"(architecture {raw.get('architecture', 'standard')}): {err}") from err
+    sae.metadata = {"model_name": raw.get("model_name"), **(raw.get("metadata") or {}), "hook_name": cfg.hook}
+    return sae.to(device).eval()
+
+
+def _release_repo(release: str) -> str:
+    if release in PRETRAINED_RELEASES:
+        return PRETRAINED_RELEASES[release]
+    if release.count("/") == 1:
+        return release
+    raise ToolkitError(f"unknown SAELens release '{release}'; known releases: {', '.join(PRETRAINED_RELEASES)}, "
+                       "or pass a Hugging Face repository id (owner/name)")
+
+
+def download_pretrained(release: str, sae_id: str) -> Path:
+    """Fetch one SAE of a SAELens release (or ``owner/repo``) into the Hugging Face cache."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled,
+                                        RepositoryNotFoundError)
+    repo = _release_repo(release)
+    try:
+        paths = [Path(hf_hub_download(repo, f"{sae_id}/{name}")) for name in (CFG_FILE, WEIGHTS_FILE)]
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError) as err:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+        reason = "the hub is switched off (HF_HUB_OFFLINE)" if offline else "the Hugging Face hub cannot be reached"
+        raise ToolkitError(f"cannot load SAE '{sae_id}' of release '{release}': it is not in the local "
+                           f"Hugging Face cache and {reason}; connect once to download it, or pass a local "
+                           "SAE folder instead") from err
+    except RepositoryNotFoundError as err:
+        raise ToolkitError(f"Hugging Face repository {repo} (release '{release}') does not exist") from err
+    except EntryNotFoundError as err:
+        raise ToolkitError(f"release '{release}' has no SAE '{sae_id}'; SAE ids are folder names in {repo}, "
+                           "e.g. blocks.8.hook_resid_pre") from err
+    try:
+        hf_hub_download(repo, f"{sae_id}/{SPARSITY_FILE}")
+    except (EntryNotFoundError, OfflineModeIsEnabled, ConnectionError):
+        pass  # sparsity is optional
+    return paths[0].parent
+
+
+def load_pretrained(release: str, sae_id: str, device: str | torch.device = "cpu") -> SparseCoder:
+    """Load e.g. ``load_pretrained("gpt2-small-res-jb", "blocks.8.hook_resid_pre")``."""
+    return load_sae(download_pretrained(release, sae_id), device)

@@ -1,0 +1,391 @@
+"""Train several sparse coders in one pass over the same activation batches.
+
+Every coder of a run (a sweep over k, L1 coefficient, width, hooks, ...) trains on the same
+batches, each read from the ``ActivationSource`` once. Per coder:
+
+- activations are scaled to mean norm √d (per hook, from the source's statistics); the
+  factor is folded into the saved weights, so saved coders work on raw activations;
+- the first batch initialises each coder (``init_from_data``): b_dec at the geometric
+  median of its targets, and where a coder has thresholds or gate biases, values at which
+  each latent fires on about k / d_sae of the tokens;
+- Adam (fused where available) with linear warm-up, a linear decay over the final
+  ``decay_fraction`` of training, and gradient-norm clipping; unit-norm decoders have the
+  gradient component along each decoder row removed before the step and are renormalised
+  after it;
+- a latent is dead after ``dead_window`` tokens without firing; top-k coders feed dead
+  latents to AuxK, ReLU coders resample them once per window.
+
+The run folder holds ``config.json``, ``metrics.jsonl``, ``checkpoints/step-NNNNNNNN/`` (the
+latest only: weights, optimizer state, dead-latent counters, RNG state and the step, which
+fixes the data position) and, once finished, ``saes/<name>/`` and ``eval.json``. Resuming
+from a checkpoint reproduces an uninterrupted run exactly. A non-finite loss stops the run
+with the step it happened at; the last good checkpoint stays.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm import tqdm
+
+from activations.errors import ToolkitError
+from activations.source import ActivationSource
+from activations.store import _fsync_dir as fsync  # works on files too
+from sae.architectures import SparseCoder, StepContext, StepOutput, build
+from sae.config import TrainConfig, save_config
+from sae.data import eval_contexts, model_for, open_source
+from sae.evaluate import reconstruction_scores, splice_scores
+from sae.io import load_sae, save_log_density, save_sae
+from sae.metrics import fvu, log10_density
+from sae.sparse import one_thread
+
+CHECKPOINTS = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+
+
+def learning_rate(step: int, n_steps: int, base: float, warmup_steps: int, decay_fraction: float) -> float:
+    """Linear warm-up over ``warmup_steps``, constant, then linear decay to 0 over the last
+    ``decay_fraction`` of the ``n_steps`` steps."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    decay_steps = n_steps * decay_fraction
+    decay = min(1.0, (n_steps - step) / decay_steps) if decay_steps > 0 else 1.0
+    return base * warm * decay
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ToolkitError(f"device '{name}' was asked for but no CUDA GPU is visible; use --device cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Coder:
+    """One sparse coder in training."""
+
+    name: str
+    sae: SparseCoder
+    optimizer: torch.optim.Adam
+    since_fired: Tensor
+    """[d_sae] int64: tokens since each latent last fired."""
+
+
+class Trainer:
+    """Trains the coders of ``cfg`` on ``source``; see the module docstring."""
+
+    def __init__(self, cfg: TrainConfig, source: ActivationSource):
+        self.cfg, self.source = cfg, source
+        self.run_dir = Path(cfg.out)
+        self.device = resolve_device(cfg.device)
+        self.hooks = cfg.hooks()
+        missing = [h for h in self.hooks if h not in source.hooks]
+        if missing:
+            raise ToolkitError(f"the activations have no hook {', '.join(missing)}; available hooks: "
+                               f"{', '.join(source.hooks)}")
+        self.scales = {h: source.widths[h] ** 0.5 / source.mean_norm[h] for h in self.hooks}
+        self.coders = [self._build(index, sae_cfg) for index, sae_cfg in enumerate(cfg.sae_configs())]
+        cfg.check_distinct([c.name for c in self.coders])
+        self.n_steps = math.ceil(cfg.tokens / cfg.batch_size)
+        self.step = 0
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+
+    def _build(self, index: int, sae_cfg) -> Coder:
+        resolved = sae_cfg.resolved(self.source.widths[sae_cfg.hook], self.source.widths[sae_cfg.output_hook])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed * 7919 + index)
+            sae = build(resolved, self.source.widths[sae_cfg.output_hook]).to(self.device)
+        fused = self.device.type in ("cpu", "cuda")
+        optimizer = torch.optim.Adam(sae.parameters(), lr=resolved.lr, betas=(self.cfg.beta1, self.cfg.beta2),
+                                     fused=fused)
+        since_fired = torch.zeros(resolved.d_sae, dtype=torch.long, device=self.device)
+        return Coder(resolved.slug(), sae, optimizer, since_fired)
+
+    # ----------------------------------------------------------------- the loop
+
+    def fit(self, resume: bool = False) -> None:
+        """Train to ``cfg.tokens`` tokens, from the latest checkpoint when ``resume``."""
+        self._prepare_run_dir(resume)
+        batches = self.source.batches(self.cfg.batch_size, hooks=self.hooks, seed=self.cfg.seed)
+        batches = islice(batches, self.step, self.n_steps)  # a resumed run skips what it has seen
+        log = _MetricsLog(self.run_dir, self.cfg, self.step)
+        start = time.perf_counter()
+        bar = tqdm(total=self.n_steps, initial=self.step, unit="step", dynamic_ncols=True, disable=None)
+        try:
+            for batch in batches:
+                inputs = {h: self._to_device(batch[h]) * self.scales[h] for h in self.hooks}
+                if self.step == 0:
+                    self._init_from_data(inputs)
+                records = self.train_step(inputs)
+                self.step += 1
+                if records:
+                    log.write([{**r, "elapsed_s": round(time.perf_counter() - start, 3)} for r in records])
+                    first = records[0]
+                    bar.set_postfix(loss=f"{first['loss']:.4g}", l0=f"{first['l0']:.1f}", fvu=f"{first['fvu']:.4f}")
+                bar.update(1)
+                if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            log.close()
+        if self.step < self.n_steps:
+            raise ToolkitError(f"the activations ran out after {self.step * self.cfg.batch_size} tokens; "
+                               f"lower --tokens to at most that or harvest more")
+        self.save_checkpoint()
+
+    def _to_device(self, acts: Tensor) -> Tensor:
+        if self.device.type == "cuda":
+            return acts.pin_memory().to(self.device, non_blocking=True)
+        return acts.to(self.device)
+
+    def _init_from_data(self, inputs: dict[str, Tensor]) -> None:
+        for coder in self.coders:
+            coder.sae.init_from_data(inputs[coder.sae.cfg.hook], inputs[coder.sae.cfg.output_hook])
+
+    def train_step(self, inputs: dict[str, Tensor]) -> list[dict]:
+        """One optimizer step of every coder on one batch (hook -> scaled activations [B, d]);
+        returns metric records on logging steps. ``fit`` calls it; benchmarks time it."""
+        log_now = self.step % self.cfg.log_every == 0 or self.step == self.n_steps - 1
+        records = []
+        for coder in self.coders:
+            cfg = coder.sae.cfg
+            x, target = inputs[cfg.hook], inputs[cfg.output_hook]
+            dead = coder.since_fired >= self.cfg.dead_window
+            with one_thread() if coder.sae.sparse_training else nullcontext():
+                out = self._optimize(coder, x, target, dead)
+            coder.since_fired += x.shape[0]
+            coder.since_fired[out.fired > 0] = 0
+            self._maybe_resample(coder, x, target)
+            if log_now:
+                records.append(self._record(coder, out, target, dead))
+        return records
+
+    def _optimize(self, coder: Coder, x: Tensor, target: Tensor, dead: Tensor) -> StepOutput:
+        """Forward, NaN check, backward, gradient projection and clipping, Adam, constraints."""
+        sae = coder.sae
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (
+            self.device.type == "cuda" and self.cfg.autocast) else nullcontext()
+        with autocast:
+            out = sae.training_forward(x, target, StepContext(self.step / self.n_steps, dead))
+        loss = out.loss
+        if not torch.isfinite(loss):
+            raise ToolkitError(
+                f"the loss of {coder.name} became {float(loss.detach())} at step {self.step + 1}; training "
+                f"stopped and the last good checkpoint is kept in {self.run_dir / CHECKPOINTS}; lower --lr and "
+                "rerun, or check the activations for extreme values")
+        coder.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        with one_thread():  # element-wise passes over the parameters: memory-bound
+            sae.project_decoder_grad()
+            if self.cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(sae.parameters(), self.cfg.grad_clip, foreach=True)
+            for group in coder.optimizer.param_groups:
+                group["lr"] = self._lr(coder)
+            coder.optimizer.step()
+            sae.after_step()
+        return out
+
+    def _lr(self, coder: Coder) -> float:
+        return learning_rate(self.step, self.n_steps, coder.sae.cfg.lr, self.cfg.warmup_steps,
+                             self.cfg.decay_fraction)
+
+    def _record(self, coder: Coder, out: StepOutput, target: Tensor, dead: Tensor) -> dict:
+        losses = {name: float(value.detach()) for name, value in out.losses.items()}
+        return {"step": self.step + 1, "tokens": (self.step + 1) * target.shape[0], "sae": coder.name,
+                "lr": self._lr(coder), "loss": sum(losses.values()), **losses, "l0": float(out.l0),
+                "fvu": fvu(target, out.recon.detach().float()), "dead_fraction": float(dead.float().mean()),
+                "dead_window_tokens": self.cfg.dead_window}
+
+    def _maybe_resample(self, coder: Coder, x: Tensor, target: Tensor) -> None:
+        """Resample the dead latents of coders that do so, once per dead window."""
+        window, batch = self.cfg.dead_window, x.shape[0]
+        if not hasattr(coder.sae, "resample") or (self.step + 1) * batch // window == self.step * batch // window:
+            return
+        dead = (coder.since_fired >= window).nonzero().squeeze(1)
+        if dead.numel() == 0:
+            return
+        coder.sae.resample(dead, x, target, self.generator)
+        for param in (coder.sae.encoder_weight, coder.sae.b_enc, coder.sae.W_dec):  # latents along dim 0
+            state = coder.optimizer.state[param]
+            state["exp_avg"][dead] = 0.0
+            state["exp_avg_sq"][dead] = 0.0
+        coder.since_fired[dead] = 0
+
+    # ----------------------------------------------------------------- checkpoints
+
+    def _prepare_run_dir(self, resume: bool) -> None:
+        latest = check_run_dir(self.run_dir, resume)
+        if latest is not None:
+            self.load_checkpoint(latest)
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.cfg, self.run_dir / "config.json")
+        (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/step-NNNNNNNN`` atomically, then drop older checkpoints."""
+        root = self.run_dir / CHECKPOINTS
+        final = root / f"step-{self.step:08d}"
+        if final.is_dir():
+            return final
+        tmp = root / f".tmp-{final.name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for coder in self.coders:
+            state = {k: v.detach().cpu().contiguous() for k, v in coder.sae.state_dict().items()}
+            save_file({**state, "since_fired": coder.since_fired.cpu()}, tmp / f"{coder.name}.safetensors")
+            save_file(_optimizer_tensors(coder), tmp / f"{coder.name}.optim.safetensors")
+        save_file({"generator": self.generator.get_state()}, tmp / "rng.safetensors")
+        (tmp / "trainer.json").write_text(json.dumps(
+            {"step": self.step, "tokens": self.step * self.cfg.batch_size, "coders": [c.name for c in self.coders]}))
+        for path in tmp.iterdir():
+            fsync(path)
+        os.replace(tmp, final)
+        fsync(root)
+        for old in root.glob("step-*"):
+            if old != final:
+                shutil.rmtree(old)
+        return final
+
+    def load_checkpoint(self, folder: Path) -> None:
+        meta = json.loads((folder / "trainer.json").read_text())
+        names = [c.name for c in self.coders]
+        if meta["coders"] != names:
+            raise ToolkitError(f"checkpoint {folder} holds coders {meta['coders']}, but the config makes {names}; "
+                               "resume with the run's own config.json")
+        for coder in self.coders:
+            state = load_file(folder / f"{coder.name}.safetensors", device=str(self.device))
+            coder.since_fired.copy_(state.pop("since_fired"))
+            coder.sae.load_state_dict(state)
+            _restore_optimizer(coder, load_file(folder / f"{coder.name}.optim.safetensors"))
+        self.generator.set_state(load_file(folder / "rng.safetensors")["generator"])
+        self.step = meta["step"]
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    steps = sorted((run_dir / CHECKPOINTS).glob("step-*"))
+    return steps[-1] if steps else None
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from (None for a fresh run); refuses a resume without a
+    checkpoint and a fresh run over one."""
+    latest = latest_checkpoint(run_dir)
+    if resume and latest is None:
+        raise ToolkitError(f"nothing to resume: {run_dir / CHECKPOINTS} holds no checkpoint; "
+                           "start the run without --resume")
+    if not resume and latest is not None:
+        raise ToolkitError(f"run folder {run_dir} already holds checkpoints; pass --resume to continue it, "
+                           "or choose another --out")
+    return latest
+
+
+def _optimizer_tensors(coder: Coder) -> dict[str, Tensor]:
+    tensors = {}
+    for name, param in coder.sae.named_parameters():
+        for key, value in coder.optimizer.state.get(param, {}).items():
+            tensors[f"{name}.{key}"] = value.detach().cpu().contiguous()
+    return tensors
+
+
+def _restore_optimizer(coder: Coder, tensors: dict[str, Tensor]) -> None:
+    """Adam state onto each parameter's device, laid out like the parameter."""
+    for name, param in coder.sae.named_parameters():
+        if f"{name}.step" not in tensors:
+            continue
+        fused = coder.optimizer.param_groups[0]["fused"]
+        coder.optimizer.state[param] = {
+            "step": tensors[f"{name}.step"].to(param.device if fused else "cpu"),
+            "exp_avg": torch.empty_like(param).copy_(tensors[f"{name}.exp_avg"]),
+            "exp_avg_sq": torch.empty_like(param).copy_(tensors[f"{name}.exp_avg_sq"]),
+        }
+
+
+class _MetricsLog:
+    """metrics.jsonl (always) and Weights & Biases (when ``cfg.wandb``)."""
+
+    def __init__(self, run_dir: Path, cfg: TrainConfig, step: int):
+        self.path = run_dir / METRICS_FILE
+        if self.path.exists():  # a resumed run: drop records written after its checkpoint
+            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        self.file = self.path.open("a")
+        self.wandb = None
+        if cfg.wandb:
+            try:
+                import wandb
+            except ImportError as err:
+                raise ToolkitError("wandb = true needs the wandb package: pip install wandb") from err
+            self.wandb = wandb.init(project=cfg.wandb_project, config=cfg.to_dict(), dir=str(run_dir),
+                                    resume="allow")
+
+    def write(self, records: list[dict]) -> None:
+        for record in records:
+            self.file.write(json.dumps(record) + "\n")
+            if self.wandb is not None:
+                self.wandb.log({f"{record['sae']}/{k}": v for k, v in record.items() if k != "sae"},
+                               step=record["step"])
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def train(cfg: TrainConfig, source: ActivationSource | None = None, resume: bool = False) -> dict[str, dict]:
+    """Train the coders of ``cfg``, save them, evaluate them; returns coder name -> scores.
+
+    ``source`` defaults to ``cfg.acts`` (a store) or an on-the-fly harvest of ``cfg.model``.
+    """
+    check_run_dir(Path(cfg.out), resume)  # before the (possibly slow) source opens
+    if source is None:
+        source = open_source(cfg.acts, cfg.model, cfg.hooks(), cfg.dataset, cfg.seed, cfg.context,
+                             cfg.buffer_tokens)
+    trainer = Trainer(cfg, source)
+    trainer.fit(resume)
+    return export(trainer)
+
+
+def export(trainer: Trainer) -> dict[str, dict]:
+    """Save each coder to ``saes/<name>/`` for raw activations, reload it, evaluate it there
+    (reconstruction; CE/KL when the model loads), and write ``eval.json``."""
+    cfg, source = trainer.cfg, trainer.source
+    results: dict[str, dict] = {}
+    model, tokens, ce_note = None, None, ""
+    if cfg.eval_contexts > 0:
+        try:
+            model = model_for(source)
+            tokens = eval_contexts(model, cfg.dataset, cfg.context, cfg.eval_contexts, cfg.seed + 1)
+        except ToolkitError as err:
+            ce_note = f"CE loss recovered skipped: {err}"
+    folders = [save_sae(coder.sae, trainer.run_dir / "saes" / coder.name, trainer.scales[coder.sae.cfg.hook],
+                        trainer.scales[coder.sae.cfg.output_hook],
+                        metadata={"model_name": source.model_name, "context_size": cfg.context,
+                                  "dataset_path": cfg.acts or cfg.dataset,
+                                  "training_tokens": trainer.step * cfg.batch_size})
+               for coder in trainer.coders]
+    raw = [load_sae(folder, trainer.device) for folder in folders]
+    windows = reconstruction_scores(raw, source, cfg.eval_tokens, cfg.batch_size, cfg.seed + 1, cfg.dense_threshold)
+    spliced = splice_scores(raw, model, tokens) if model is not None else [{} for _ in raw]
+    for coder, folder, (scores, counts), splice in zip(trainer.coders, folders, windows, spliced):
+        save_log_density(folder, log10_density(counts, scores["n_tokens"]))
+        scores.update(splice)
+        sae_cfg = coder.sae.cfg
+        results[coder.name] = {"architecture": sae_cfg.architecture, "hook": sae_cfg.hook,
+                               "hook_out": sae_cfg.output_hook, "d_sae": sae_cfg.d_sae, "k": sae_cfg.k, **scores}
+        if ce_note:
+            results[coder.name]["note"] = ce_note
+    (trainer.run_dir / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
