@@ -10,6 +10,7 @@ manifest, so the store is identical to a single-process run.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import queue
@@ -29,6 +30,7 @@ from activations.hooks import parse_hooks
 from activations.models import LoadedModel, load_model
 
 JOURNAL_GLOB = "progress-rank*.json"
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
 @dataclass
@@ -74,6 +76,7 @@ def harvest(cfg: HarvestConfig, model: LoadedModel | None = None) -> Path:
         raise ToolkitError(f"unknown store dtype '{cfg.dtype}'; use one of {', '.join(st.STORE_DTYPES)}")
     if cfg.tokens <= 0:
         raise ToolkitError(f"--tokens must be positive, got {cfg.tokens}")
+    mmap_large_allocations()
     ranks = _init_distributed()
     device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if ranks.world > 1 and torch.cuda.is_available() else cfg.device
     model = model or load_model(cfg.model, device=device, dtype=cfg.model_dtype)
@@ -97,6 +100,20 @@ def harvest(cfg: HarvestConfig, model: LoadedModel | None = None) -> Path:
         _finalize(out, plan)
     ranks.barrier()
     return out
+
+
+def mmap_large_allocations(threshold: int = 1 << 20) -> None:
+    """Make glibc serve allocations above ``threshold`` bytes with mmap.
+
+    Shard buffers are tens of MB, allocated in one thread and freed in another; with glibc's
+    default dynamic threshold they end up on fragmented heaps and RSS grows with the token
+    count (2.2 GB after 0.5M tokens of the embedded model). mmapped buffers go back to the OS
+    when freed, keeping RSS flat. A no-op where glibc is absent.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, threshold)
+    except (OSError, AttributeError):
+        pass
 
 
 def _init_distributed() -> _Rank:
@@ -329,10 +346,11 @@ class _ShardWriter:
 
 def _shard_stats(hook: str, acts: torch.Tensor, file: str) -> dict[str, torch.Tensor]:
     """Per-shard sums for the manifest statistics; refuses non-finite activations."""
-    x = acts.double()
-    if not torch.isfinite(x).all():
+    if not torch.isfinite(acts).all():
         raise ToolkitError(f"activations of {hook} contain NaN or inf in {file}; the model produced "
                            "non-finite values, harvest with --model-dtype float32")
-    norms = x.norm(dim=-1)
-    return {f"stats.{hook}.sum": x.sum(0), f"stats.{hook}.sum_norm": norms.sum().reshape(1),
-            f"stats.{hook}.sum_sq_norm": norms.square().sum().reshape(1)}
+    x = acts.float()
+    sq_norms = x.square().sum(-1, dtype=torch.float64)
+    return {f"stats.{hook}.sum": x.sum(0, dtype=torch.float64),
+            f"stats.{hook}.sum_norm": sq_norms.sqrt().sum().reshape(1),
+            f"stats.{hook}.sum_sq_norm": sq_norms.sum().reshape(1)}

@@ -33,6 +33,14 @@ SETUPS = {  # model -> two hooks to harvest
 }
 
 
+def hooks_for(name: str, workdir: Path) -> list[str]:
+    if name in SETUPS:
+        return SETUPS[name]
+    n_layers = load_model(model_path(name, workdir), device="cpu").dims.n_layers
+    middle = n_layers // 2
+    return [f"blocks.{middle - 1}.hook_resid_post", f"blocks.{middle}.hook_resid_post"]
+
+
 def model_path(name: str, workdir: Path) -> str:
     if name == "gpt2-small-shape":
         folder = workdir / "gpt2-small-shape"
@@ -64,7 +72,7 @@ def time_harvest(model, cfg: HarvestConfig) -> float:
 def speed(name: str, n_tokens: int, workdir: Path, repeats: int, dataset: str, device: str,
           model_dtype: str | None) -> dict:
     model = load_model(model_path(name, workdir), device=device, dtype=model_dtype)
-    hooks = SETUPS[name]
+    hooks = hooks_for(name, workdir)
     context = min(128, model.dims.n_ctx)
     n_contexts = -(-n_tokens // context)
     tokens = TokenData(DatasetSpec(dataset, context=context), model.tokenizer).contexts(n_contexts)
@@ -84,7 +92,7 @@ def peak_rss_mb(name: str, n_tokens: int, workdir: Path) -> float:
     code = (
         "import resource, sys\n"
         "from activations.harvest import HarvestConfig, harvest\n"
-        f"harvest(HarvestConfig(model={model_path(name, workdir)!r}, hooks={SETUPS[name]!r}, tokens={n_tokens},"
+        f"harvest(HarvestConfig(model={model_path(name, workdir)!r}, hooks={hooks_for(name, workdir)!r}, tokens={n_tokens},"
         f" out={str(workdir / f'rss-{name}-{n_tokens}')!r}, progress=False, device='cpu'))\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from activations.errors import ToolkitError
 from activations.source import ActivationSource
-from activations.store import _fsync_dir as fsync  # works on files too
+from activations.store import fsync_dir as fsync  # works on files too
 from sae.architectures import SparseCoder, StepContext, StepOutput, build
 from sae.config import TrainConfig, save_config
 from sae.data import eval_contexts, model_for, open_source
