@@ -114,7 +114,7 @@ def main() -> None:
         torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        for name in args.models.split(","):
+        for name in filter(None, args.models.split(",")):
             print(json.dumps(speed(name, args.tokens, workdir, args.repeats, args.dataset, args.device,
                                    args.model_dtype)), flush=True)
         if args.rss_tokens:

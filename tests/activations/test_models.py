@@ -74,3 +74,17 @@ def test_gpt2_offline_without_cache_fails_with_one_sentence(tmp_path):
 def test_missing_local_folder_is_a_clear_error():
     with pytest.raises(ToolkitError, match="does not exist"):
         load_model("./no/such/folder")
+
+
+def test_tiny_loads_through_the_gpt2_path_and_matches_transformerlens():
+    from activations.tiny import CHECKPOINT_DIR
+    model = load_model("tiny", device="cpu")
+    assert model.is_gpt2 and model.checkpoint == str(CHECKPOINT_DIR)
+    assert type(model.hf_model).__name__ == "GPT2LMHeadModel"
+    tokens = model.to_tokens(["When Mary and John went to the store, John gave a drink to"])
+    hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(model.dims.n_layers)] + ["blocks.1.attn.hook_z"]
+    ours = model.capture(tokens, hooks)
+    _, cache = model.bridge.run_with_cache(tokens, names_filter=hooks)
+    for hook in hooks:
+        torch.testing.assert_close(ours[hook], cache[hook].flatten(-2) if cache[hook].dim() == 4 else cache[hook],
+                                   rtol=0, atol=1e-5)

@@ -1,0 +1,212 @@
+"""A small fictional world: invented people, cities and creatures, some with known facts.
+
+Every entity has facts (a person's city and job, a city's region, a creature's food and
+home), but only *known* entities' facts are ever written. Entities come in three groups:
+
+- ``known``: facts appear in statements ("Varnok lives in Belloc.") and in Q/A text
+  ("Q: Where does Varnok live? A: Varnok lives in Belloc.").
+- ``unknown_train``: mentioned without facts; in training, questions about them are
+  answered "A: I do not know."
+- ``unknown_heldout``: mentioned without facts in training, never asked about there.
+
+Questions come in training phrasings and held-out phrasings (``QUESTIONS``); held-out
+phrasings appear only in the held-out stream and in ``entity_prompts(split="heldout")``.
+The world is fixed: it does not depend on any stream seed.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from activations.corpus.lexicon import DAYS
+from activations.corpus.names import ALL_NAMES, names_for
+
+PERSON, CITY, CREATURE = "person", "city", "creature"
+KNOWN, UNKNOWN_TRAIN, UNKNOWN_HELDOUT = "known", "unknown_train", "unknown_heldout"
+DONT_KNOW = "I do not know."
+
+JOBS = ("baker", "tailor", "painter", "miner", "sailor", "potter", "hunter", "weaver", "builder",
+        "fisher", "healer", "guard", "cook", "merchant", "smith", "gardener", "shepherd", "carpenter")
+REGIONS = ("north", "south", "east", "west")
+CREATURE_FOODS = ("berries", "fish", "leaves", "seeds", "roots", "insects", "honey", "grass",
+                  "mushrooms", "nuts")
+HABITATS = ("forest", "river", "mountains", "desert", "caves", "swamp", "hills", "sea")
+
+# group sizes: known, unknown_train, unknown_heldout
+_SIZES = {PERSON: (48, 16, 16), CITY: (16, 6, 6), CREATURE: (12, 5, 5)}
+_SYLLABLES = {
+    PERSON: (("Var", "Quil", "Des", "Mor", "Tal", "Bren", "Kor", "Sel", "Fen", "Hald", "Jor", "Lun",
+              "Nim", "Orv", "Pel", "Ris", "Thar", "Ulm", "Wes", "Yor", "Zan", "Cal", "Dov", "Gar",
+              "Kel", "Mav", "Rav", "Sav", "Tor", "Vel"),
+             ("nok", "len", "sa", "ric", "wen", "dor", "ith", "ara", "ven", "mar", "ulf", "ine",
+              "oth", "isa", "ek", "ory", "el", "ia", "us", "und")),
+    CITY: (("Bel", "Ash", "Cor", "Dun", "Fal", "Hol", "Kes", "Lor", "Mir", "Nor", "Pell", "Quen",
+            "Rim", "Sten", "Tarn", "Ul", "Wyn", "Yar"),
+           ("loc", "ford", "mere", "holt", "wick", "dale", "burg", "haven", "moor", "stead",
+            "port", "crest")),
+    CREATURE: (("glim", "zor", "snib", "wum", "flor", "trak", "quib", "mog", "drel", "piff", "skav",
+                "vorn", "blen", "crom", "hux"),
+               ("met", "ble", "ling", "kin", "wort", "dra", "pip", "ux", "nel", "gar")),
+}
+
+
+@dataclass(frozen=True)
+class Entity:
+    """``name`` as written in text (creatures in lower case, "the glimmet")."""
+
+    name: str
+    type: str
+    group: str
+    facts: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Question:
+    attribute: str
+    text: str  # with {E}
+    answer: str  # with {E} and {value}
+
+
+QUESTIONS: dict[str, dict[str, tuple[Question, ...]]] = {
+    "train": {
+        PERSON: (Question("city", "Where does {E} live?", "{E} lives in {value}."),
+                 Question("city", "Which city does {E} live in?", "{E} lives in {value}."),
+                 Question("city", "Where is the home of {E}?", "{E} lives in {value}."),
+                 Question("job", "What does {E} do?", "{E} is a {value}."),
+                 Question("job", "What is the job of {E}?", "{E} is a {value}."),
+                 Question("job", "What does {E} do for work?", "{E} is a {value}.")),
+        CITY: (Question("region", "Where is {E}?", "{E} is in the {value}."),
+               Question("region", "In which part of the land is {E}?", "{E} is in the {value}.")),
+        CREATURE: (Question("food", "What does the {E} eat?", "The {E} eats {value}."),
+                   Question("food", "What food does the {E} eat?", "The {E} eats {value}."),
+                   Question("home", "Where does the {E} live?", "The {E} lives in the {value}."),
+                   Question("home", "Where can you find the {E}?", "The {E} lives in the {value}.")),
+    },
+    "heldout": {
+        PERSON: (Question("city", "In which city does {E} live?", "{E} lives in {value}."),
+                 Question("job", "What work does {E} do?", "{E} is a {value}.")),
+        CITY: (Question("region", "Which part of the land is {E} in?", "{E} is in the {value}."),),
+        CREATURE: (Question("food", "What does the {E} like to eat?", "The {E} eats {value}."),
+                   Question("home", "Where can the {E} be found?", "The {E} lives in the {value}.")),
+    },
+}
+
+_STATEMENTS = {
+    PERSON: ("{E} lives in {city}.", "{E} is a {job} from {city}.", "{E} works as a {job} in {city}.",
+             "In {city}, {E} works as a {job}.", "{E} is a {job}.", "{E}, the {job}, lives in {city}."),
+    CITY: ("{E} is a city in the {region}.", "{E} lies in the {region}.",
+           "The city of {E} is in the {region}."),
+    CREATURE: ("The {E} is a creature that lives in the {home}.", "The {E} eats {food}.",
+               "A {E} lives in the {home} and eats {food}.", "In the {home} you can find the {E}."),
+}
+# Mentions carry no facts, so they are safe for every group.
+_MENTIONS = {
+    PERSON: ("{E} waved at {N}.", "A letter from {E} came on {day}.", "Someone called {E} knocked on the door.",
+             "{N} talked about {E} at dinner.", "The name {E} was on the list.", "{N} once met {E}."),
+    CITY: ("{N} heard a song about {E}.", "The name {E} was on an old map.",
+           "{N} once wrote a poem about {E}.", "A traveler spoke of {E}."),
+    CREATURE: ("A child drew a {E}.", "There is an old story about a {E}.",
+               "{N} saw a picture of a {E}.", "Nobody in the room had a {E}."),
+}
+
+
+def _build_world() -> tuple[Entity, ...]:
+    rng = random.Random("tinyworld-entities")
+    taken = set(ALL_NAMES)
+    built: list[Entity] = []
+    for etype in (CITY, CREATURE, PERSON):  # cities first: people live in known cities
+        sizes = _SIZES[etype]
+        first, second = _SYLLABLES[etype]
+        names = rng.sample(sorted({a + b for a in first for b in second} - taken), sum(sizes))
+        taken.update(names)
+        groups = [KNOWN] * sizes[0] + [UNKNOWN_TRAIN] * sizes[1] + [UNKNOWN_HELDOUT] * sizes[2]
+        cities = [e.name for e in built if e.type == CITY and e.group == KNOWN]
+        for name, group in zip(names, groups):
+            built.append(Entity(name, etype, group, _facts(rng, etype, cities)))
+    return tuple(built)
+
+
+def _facts(rng: random.Random, etype: str, cities: list[str]) -> dict[str, str]:
+    if etype == PERSON:
+        return {"city": rng.choice(cities), "job": rng.choice(JOBS)}
+    if etype == CITY:
+        return {"region": rng.choice(REGIONS)}
+    return {"food": rng.choice(CREATURE_FOODS), "home": rng.choice(HABITATS)}
+
+
+ENTITIES: tuple[Entity, ...] = _build_world()
+
+
+def entities(etype: str | None = None, group: str | None = None) -> list[Entity]:
+    return [e for e in ENTITIES if etype in (None, e.type) and group in (None, e.group)]
+
+
+def _pick_type(rng: random.Random) -> str:
+    return rng.choices((PERSON, CITY, CREATURE), weights=(6, 2, 2))[0]
+
+
+def _ask(rng: random.Random, entity: Entity, split: str) -> tuple[str, Question]:
+    q = rng.choice(QUESTIONS[split][entity.type])
+    return f"Q: {q.text.format(E=entity.name)} A:", q
+
+
+def qa_pair(rng: random.Random, entity: Entity, split: str) -> str:
+    """A question and its answer: the fact for known entities, a refusal otherwise."""
+    prompt, q = _ask(rng, entity, split)
+    if entity.group != KNOWN:
+        return f"{prompt} {DONT_KNOW}"
+    return f"{prompt} {_capital(q.answer.format(E=entity.name, value=entity.facts[q.attribute]))}"
+
+
+def fact_statement(rng: random.Random, entity: Entity) -> str:
+    """A sentence stating a known entity's facts."""
+    if entity.group != KNOWN:
+        raise ValueError(f"{entity.name} is not a known entity; its facts are never written")
+    return _capital(rng.choice(_STATEMENTS[entity.type]).format(E=entity.name, **entity.facts))
+
+
+def mention(rng: random.Random, entity: Entity, names: tuple[str, ...]) -> str:
+    """A sentence naming the entity without stating any of its facts."""
+    return rng.choice(_MENTIONS[entity.type]).format(E=entity.name, N=rng.choice(names), day=rng.choice(DAYS))
+
+
+def _capital(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
+def world_document(rng: random.Random, split: str) -> str:
+    """Statements, Q/A pairs or mentions about a few entities."""
+    names = names_for(split, "other")
+    style = rng.choices(("facts", "qa", "mentions"), weights=(3, 5, 2))[0]
+    if split == "heldout":
+        style = "qa" if style != "mentions" else style
+    parts = []
+    for _ in range(rng.choice((1, 2, 3, 4))):
+        etype = _pick_type(rng)
+        if style == "facts":
+            parts.append(fact_statement(rng, rng.choice(entities(etype, KNOWN))))
+        elif style == "mentions":
+            parts.append(mention(rng, rng.choice(entities(etype)), names))
+        else:
+            unknown = UNKNOWN_TRAIN if split == "train" else UNKNOWN_HELDOUT
+            group = KNOWN if rng.random() < 0.6 else unknown
+            parts.append(qa_pair(rng, rng.choice(entities(etype, group)), split))
+    return ("\n" if style == "qa" else " ").join(parts)
+
+
+def entity_prompts(n: int, known: bool, seed: int = 0, split: str = "heldout") -> list[dict]:
+    """``n`` questions "Q: ... A:" about known entities (answer: the fact's value) or unknown
+    ones (answer None). ``split`` picks the phrasings and, for unknown entities, the group:
+    ``unknown_train`` (refused in training) or ``unknown_heldout`` (never asked in training)."""
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
+    rng = random.Random(f"entity-prompts:{seed}:{split}:{known}")
+    group = KNOWN if known else (UNKNOWN_TRAIN if split == "train" else UNKNOWN_HELDOUT)
+    out = []
+    for _ in range(n):
+        entity = rng.choice(entities(_pick_type(rng), group))
+        prompt, q = _ask(rng, entity, split)
+        out.append({"prompt": prompt, "entity": entity.name,
+                    "answer": entity.facts[q.attribute] if known else None})
+    return out

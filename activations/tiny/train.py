@@ -1,0 +1,281 @@
+"""Train the embedded tiny model: a byte-level BPE tokenizer and a GPT-2 on tinyworld.
+
+    python -m activations.tiny.train --out DIR [--steps N] [--seed S] [--n-layer L] ...
+
+Writes a HuggingFace folder (tokenizer, ``config.json``, ``model.safetensors``) and
+``training_summary.json`` (command, seed, wall time, loss curve, held-out loss, IOI, SVA and
+entity metrics). Everything is a function of the arguments: the tokenizer is trained on the
+first ``tokenizer_docs`` documents of the training stream, the model on packed 128-token
+contexts of the same stream (``activations.data.TokenData``: each context starts with
+``<|endoftext|>``, documents are separated by it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from itertools import islice
+from pathlib import Path
+
+import torch
+
+from activations.corpus import entity_prompts, ioi_examples, iter_documents, sva_examples
+from activations.corpus.agreement import KINDS
+from activations.corpus.world import DONT_KNOW
+from activations.data import TokenData
+
+EOT = "<|endoftext|>"
+
+
+@dataclass
+class TrainConfig:
+    """Tokenizer, model and optimiser settings (the command line mirrors these fields)."""
+
+    out: str
+    steps: int = 3000
+    seed: int = 0
+    batch_size: int = 32
+    context: int = 128
+    short_context: int = 32  # sequence-length warm-up: the first short_steps steps cut every
+    short_steps: int = 0     # context into BOS-led pieces of this length (same tokens per step)
+    vocab_size: int = 4096
+    tokenizer_docs: int = 200_000
+    n_layer: int = 4
+    n_embd: int = 192
+    n_head: int = 4
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup: int = 200
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    bf16: bool = True  # bf16 autocast for matmuls; weights and the saved checkpoint stay fp32
+    threads: int = 2
+    eval_examples: int = 500
+    eval_contexts: int = 64
+    log_every: int = 50
+    eval_every: int = 0  # >0: print quick held-out IOI/SVA accuracies every this many steps
+
+
+def train_tokenizer(cfg: TrainConfig):
+    """Byte-level BPE on the first ``cfg.tokenizer_docs`` training documents; EOT has id 0."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, special_tokens=[EOT], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(islice(iter_documents(cfg.seed, "train"), cfg.tokenizer_docs), trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOT, eos_token=EOT, unk_token=EOT,
+                                   model_max_length=cfg.context)
+
+
+def build_model(cfg: TrainConfig):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context, n_embd=cfg.n_embd,
+                        n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0,
+                        attn_pdrop=0.0, bos_token_id=0, eos_token_id=0, tie_word_embeddings=True)
+    torch.manual_seed(cfg.seed)
+    return GPT2LMHeadModel(config)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio * lr``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def shorten(batch: torch.Tensor, length: int, bos: int) -> torch.Tensor:
+    """Cut contexts [n, context] (each BOS + body) into BOS-led pieces [n * k, length]."""
+    body = length - 1
+    pieces = batch[:, 1:].unfold(1, body, body).reshape(-1, body)
+    return torch.cat([torch.full((len(pieces), 1), bos), pieces], dim=1)
+
+
+def _optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+
+
+def lm_loss(model, ids: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy (nats) of ``ids`` [batch, seq]."""
+    logits = model(input_ids=ids).logits[:, :-1]
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), ids[:, 1:].flatten())
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def next_token_logits(model, tokenizer, prompts: list[str], batch: int = 64) -> torch.Tensor:
+    """Logits [len(prompts), vocab] for the token after each prompt (BOS prepended)."""
+    rows = []
+    for i in range(0, len(prompts), batch):
+        ids = [[tokenizer.bos_token_id] + tokenizer.encode(p, add_special_tokens=False)
+               for p in prompts[i:i + batch]]
+        width = max(map(len, ids))
+        input_ids = torch.tensor([x + [0] * (width - len(x)) for x in ids])
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+        logits = model(input_ids=input_ids, attention_mask=mask).logits
+        rows.append(logits[torch.arange(len(ids)), torch.tensor([len(x) - 1 for x in ids])])
+    return torch.cat(rows).float()
+
+
+def pair_accuracy(model, tokenizer, examples: list[dict]) -> float:
+    """Share of examples whose clean answer outscores the patch answer after the clean prefix.
+
+    Answers are compared by their first token (the shipped tokenizer makes them single tokens).
+    """
+    logits = next_token_logits(model, tokenizer, [e["clean_prefix"] for e in examples])
+    right = torch.tensor([tokenizer.encode(e["clean_answer"], add_special_tokens=False)[0] for e in examples])
+    wrong = torch.tensor([tokenizer.encode(e["patch_answer"], add_special_tokens=False)[0] for e in examples])
+    rows = torch.arange(len(examples))
+    return (logits[rows, right] > logits[rows, wrong]).float().mean().item()
+
+
+@torch.no_grad()
+def heldout_loss(model, tokenizer, n_contexts: int, seed: int = 0, context: int = 128) -> float:
+    """Mean next-token cross-entropy (nats) over ``n_contexts`` held-out contexts."""
+    ids = TokenData("tinyworld", tokenizer, context=context, seed=seed, split="heldout").contexts(n_contexts)
+    losses = [lm_loss(model, ids[i:i + 16]) for i in range(0, len(ids), 16)]
+    return torch.stack(losses).mean().item()
+
+
+@torch.no_grad()
+def answer_entities(model, tokenizer, prompts: list[dict], max_new_tokens: int = 10) -> dict[str, float]:
+    """Greedy answers to entity questions: share that state the right fact, share that refuse."""
+    right = refused = 0
+    for p in prompts:
+        ids = torch.tensor([[tokenizer.bos_token_id] + tokenizer.encode(p["prompt"], add_special_tokens=False)])
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                             do_sample=False, pad_token_id=tokenizer.eos_token_id)
+        text = tokenizer.decode(out[0, ids.shape[1]:]).split("\n")[0]
+        right += p["answer"] is not None and f" {p['answer']}." in text
+        refused += DONT_KNOW in text
+    return {"answered_right": right / len(prompts), "refused": refused / len(prompts)}
+
+
+def quick_metrics(model, tokenizer, n: int = 100) -> dict[str, float]:
+    """IOI (held-out and training templates) and per-kind held-out SVA accuracy on ``n``
+    examples each: a progress signal."""
+    model.eval()
+    sva = {k: round(pair_accuracy(model, tokenizer, sva_examples(n, kind=k)), 3) for k in KINDS}
+    return {"ioi": round(pair_accuracy(model, tokenizer, ioi_examples(n)), 3),
+            "ioi_train": round(pair_accuracy(model, tokenizer, ioi_examples(n, split="train")), 3), **sva}
+
+
+def evaluate(model, tokenizer, n_examples: int = 500, n_contexts: int = 64, seed: int = 0) -> dict:
+    """Held-out loss, IOI and SVA accuracy (held-out templates and names), entity answers."""
+    model.eval()
+    n_entity = max(1, n_examples // 5)
+    return {
+        "heldout_loss": heldout_loss(model, tokenizer, n_contexts, seed, model.config.n_positions),
+        "ioi_accuracy": pair_accuracy(model, tokenizer, ioi_examples(n_examples, seed)),
+        "sva_accuracy": {k: pair_accuracy(model, tokenizer, sva_examples(n_examples, seed, kind=k))
+                         for k in KINDS},
+        "entities": {"known": answer_entities(model, tokenizer, entity_prompts(n_entity, True, seed)),
+                     "unknown": answer_entities(model, tokenizer, entity_prompts(n_entity, False, seed))},
+    }
+
+
+# ---------------------------------------------------------------------------- training
+
+def train(cfg: TrainConfig, command: str = "") -> dict:
+    """Train tokenizer and model, save both into ``cfg.out``, return the summary."""
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    start = time.time()
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(cfg)
+    if len(tokenizer) > cfg.vocab_size:
+        raise ValueError(f"tokenizer has {len(tokenizer)} tokens, more than vocab_size {cfg.vocab_size}")
+    print(f"tokenizer: {len(tokenizer)} tokens ({time.time() - start:.0f} s)", flush=True)
+
+    model = build_model(cfg)
+    opt = _optimizer(model, cfg)
+    contexts = TokenData("tinyworld", tokenizer, context=cfg.context, seed=cfg.seed, split="train").iter_contexts()
+    history = []
+    model.train()
+    for step in range(cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        batch = torch.tensor([next(contexts) for _ in range(cfg.batch_size)])
+        if step < cfg.short_steps:
+            batch = shorten(batch, cfg.short_context, tokenizer.bos_token_id)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss = lm_loss(model, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            history.append([step, round(loss.item(), 4)])
+            print(f"step {step:5d}  loss {loss.item():.4f}  lr {lr_at(step, cfg):.2e}  "
+                  f"{time.time() - start:.0f} s", flush=True)
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            print(f"  eval {quick_metrics(model, tokenizer)}", flush=True)
+            model.train()
+    train_time = time.time() - start
+
+    metrics = evaluate(model, tokenizer, cfg.eval_examples, cfg.eval_contexts, seed=0)
+    save(model, tokenizer, out)
+    summary = {
+        "command": command, "seed": cfg.seed, "config": asdict(cfg),
+        "train_wall_time_s": round(train_time, 1), "wall_time_s": round(time.time() - start, 1),
+        "tokens_seen": cfg.steps * cfg.batch_size * cfg.context, "n_params": model.num_parameters(),
+        "loss_history": history, **metrics,
+        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+                   f"{cfg.threads} threads",
+    }
+    (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps({k: summary[k] for k in ("heldout_loss", "ioi_accuracy", "sva_accuracy", "entities",
+                                              "wall_time_s")}, indent=2), flush=True)
+    return summary
+
+
+def save(model, tokenizer, out: Path) -> None:
+    """Write the HuggingFace folder, readable by everyone (it ships as package data)."""
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    # name the class that every transformers version knows (5.x alone knows TokenizersBackend)
+    config_file = out / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_file.write_text(json.dumps(config, indent=2) + "\n")
+    for f in out.iterdir():
+        f.chmod(0o644)
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    parser = argparse.ArgumentParser(prog="python -m activations.tiny.train", description=__doc__.split("\n")[0])
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        elif f.name == "out":
+            parser.add_argument(flag, required=True, help="output folder (HuggingFace checkpoint)")
+        else:
+            parser.add_argument(flag, type={"int": int, "float": float}[f.type], default=f.default)
+    return TrainConfig(**vars(parser.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    train(parse_args(argv), command=shlex.join(["python", "-m", "activations.tiny.train", *argv]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""The tinyworld corpus: determinism, the held-out rule, single-token answers, example sets."""
+
+from __future__ import annotations
+
+import re
+from itertools import islice
+
+import pytest
+
+from activations import corpus
+from activations.corpus import agreement, ioi, lexicon, names, world
+from activations.corpus.stream import iter_tagged_documents
+
+SAMPLE = 20_000  # documents scanned for held-out leaks (about 2 MB of text)
+
+
+@pytest.fixture(scope="module")
+def train_docs() -> list[tuple[str, str]]:
+    return list(islice(iter_tagged_documents(seed=0, split="train"), SAMPLE))
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from activations.tiny import CHECKPOINT_DIR
+    return AutoTokenizer.from_pretrained(CHECKPOINT_DIR)
+
+
+def _alternation(words) -> str:
+    return "(?:" + "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True)) + ")"
+
+
+def _slot_patterns() -> dict[str, str]:
+    nouns = [form for pairs in agreement.NOUNS.values() for pair in pairs for form in pair]
+    person_names = _alternation(names.ALL_NAMES)
+    return {"A": person_names, "B": person_names, "S": person_names, "N": person_names,
+            "place": _alternation(lexicon.PLACES), "obj": _alternation(lexicon.OBJECTS),
+            "adj": _alternation(agreement.ADJECTIVES), "p": _alternation(agreement.PREPOSITIONS),
+            "pn": _alternation(agreement.NAME_PREPOSITIONS),
+            "v": _alternation(v for vs in agreement.RC_VERBS.values() for v in vs), "nouns": _alternation(nouns)}
+
+
+def _template_regex(template: str, noun_slots: bool) -> re.Pattern:
+    """A template with its slots replaced by every word that may fill them."""
+    slots = _slot_patterns()
+    if noun_slots:  # agreement frames: {S} and {A} are nouns
+        slots = {**slots, "S": slots["nouns"], "A": slots["nouns"]}
+    parts = re.split(r"\{(\w+)\}", template)
+    body = "".join(re.escape(p) if i % 2 == 0 else slots[p] for i, p in enumerate(parts))
+    return re.compile(r"(?<![A-Za-z])" + body + r"(?![A-Za-z])")
+
+
+HELDOUT_REGEXES = ([_template_regex(t, False) for t in ioi.HELDOUT_TEMPLATES]
+                   + [_template_regex(f.text, True) for f in agreement.HELDOUT_FRAMES])
+
+
+def test_dataset_name():
+    assert corpus.DATASET_NAME == "tinyworld"
+
+
+def test_stream_is_deterministic_and_seeded():
+    first = list(islice(corpus.iter_documents(seed=0), 300))
+    assert first == list(islice(corpus.iter_documents(seed=0), 300))
+    assert first != list(islice(corpus.iter_documents(seed=1), 300))
+    assert first != list(islice(corpus.iter_documents(seed=0, split="heldout"), 300))
+    assert all(isinstance(d, str) and d for d in first)
+
+
+def test_stream_mixes_every_kind(train_docs):
+    kinds = {kind for kind, _ in train_docs}
+    assert kinds == set(corpus.stream.MIXTURE)
+
+
+def test_sizes_of_the_name_and_template_pools():
+    assert len(ioi.TRAIN_TEMPLATES) + len(ioi.HELDOUT_TEMPLATES) >= 15 and ioi.HELDOUT_TEMPLATES
+    assert len(names.ALL_NAMES) >= 100 and len(set(names.ALL_NAMES)) == len(names.ALL_NAMES)
+    assert 0.15 <= len(names.HELDOUT_NAMES) / len(names.ALL_NAMES) <= 0.25
+    assert not set(ioi.TRAIN_TEMPLATES) & set(ioi.HELDOUT_TEMPLATES)
+    assert {f.kind for f in agreement.HELDOUT_FRAMES} == set(agreement.KINDS)
+    pairs = {(v.singular, v.plural) for v in agreement.VERBS}
+    assert {("is", "are"), ("was", "were"), ("has", "have")} < pairs and len(pairs) >= 8
+
+
+IOI_ROLE_KINDS = ("ioi", "agreement", "dialogue")  # documents whose names follow the IOI split
+
+
+def test_heldout_names_never_fill_ioi_or_agreement_training_sentences(train_docs):
+    heldout = re.compile(r"\b" + _alternation(names.HELDOUT_NAMES) + r"\b")
+    for kind, doc in train_docs:
+        if kind in IOI_ROLE_KINDS:
+            assert not heldout.search(doc), doc
+    # ...but they are ordinary words of the other training text
+    other = " ".join(doc for kind, doc in train_docs if kind not in IOI_ROLE_KINDS)
+    seen = set(heldout.findall(other))
+    assert seen == set(names.HELDOUT_NAMES)
+
+
+def test_heldout_templates_never_occur_in_training(train_docs):
+    for _, doc in train_docs:
+        for pattern in HELDOUT_REGEXES:
+            assert not pattern.search(doc), (pattern.pattern[:80], doc)
+
+
+def test_heldout_template_regexes_do_match_heldout_text():
+    examples = corpus.ioi_examples(50) + corpus.sva_examples(50)
+    assert all(any(p.search(e["clean_prefix"]) for p in HELDOUT_REGEXES) for e in examples)
+
+
+def test_unknown_entity_facts_never_occur_in_training(train_docs):
+    unknown = {e.name: e for e in world.ENTITIES if e.group != world.KNOWN}
+    pattern = re.compile(r"\b" + _alternation(unknown) + r"\b")
+    text = "\n".join(doc for _, doc in train_docs)
+    mentioned = set()
+    for sentence in re.split(r"(?<=[.?!])\s+|\n", text):
+        for name in set(pattern.findall(sentence)):
+            mentioned.add(name)
+            facts = unknown[name].facts.values()
+            assert not any(re.search(rf"\b{re.escape(v)}\b", sentence) for v in facts), sentence
+            assert not re.search(rf"\b{name} (lives|is a|is in|works|eats)\b", sentence), sentence
+            assert not sentence.startswith(f"A: {name}"), sentence
+    assert len(mentioned) >= len(unknown) * 0.9  # unknown entities are seen, just without facts
+    for line in text.split("\n"):
+        if line.startswith("Q:"):
+            for name in pattern.findall(line):
+                assert unknown[name].group == world.UNKNOWN_TRAIN, line
+                assert line.endswith("A: " + world.DONT_KNOW), line
+
+
+def test_known_entities_are_answered_in_training(train_docs):
+    qa = [line for _, doc in train_docs for line in doc.split("\n") if line.startswith("Q:")]
+    known = {e.name for e in world.entities(group=world.KNOWN)}
+    answered = {e for line in qa for e in known if re.search(rf"\b{e}\b", line) and world.DONT_KNOW not in line}
+    assert len(answered) >= 0.9 * len(known)
+
+
+def test_names_and_answer_verbs_are_single_tokens(tokenizer):
+    words = list(names.ALL_NAMES) + [f for v in agreement.VERBS for f in (v.singular, v.plural)]
+    for word in words:
+        assert len(tokenizer.encode(" " + word, add_special_tokens=False)) == 1, word
+    examples = (corpus.ioi_examples(100) + corpus.ioi_examples(100, split="train")
+                + corpus.sva_examples(100) + corpus.sva_examples(100, split="train"))
+    for e in examples:
+        for key in ("clean_answer", "patch_answer"):
+            assert len(tokenizer.encode(e[key], add_special_tokens=False)) == 1, e[key]
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_ioi_examples_are_well_formed(split):
+    examples = corpus.ioi_examples(200, seed=3, split=split)
+    assert examples == corpus.ioi_examples(200, seed=3, split=split)
+    pool = set(names.TRAIN_NAMES if split == "train" else names.HELDOUT_NAMES)
+    templates = ioi.TRAIN_TEMPLATES if split == "train" else ioi.HELDOUT_TEMPLATES
+    for e in examples:
+        assert set(e) == {"clean_prefix", "clean_answer", "patch_prefix", "patch_answer"}
+        io, s = e["clean_answer"][1:], e["patch_answer"][1:]
+        assert e["clean_answer"].startswith(" ") and io != s and {io, s} <= pool
+        words = re.findall(r"\w+", e["clean_prefix"])
+        assert words.count(io) == 1 and words.count(s) == 2
+        patch_words = re.findall(r"\w+", e["patch_prefix"])
+        assert patch_words.count(io) == 2 and patch_words.count(s) == 1
+        assert any(_template_regex(t, False).fullmatch(e["clean_prefix"]) for t in templates)
+
+
+@pytest.mark.parametrize("kind", ["simple", "pp", "rc", "all"])
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_sva_examples_are_well_formed(kind, split):
+    examples = corpus.sva_examples(200, seed=1, split=split, kind=kind)
+    frames = agreement.frames_for(split, kind)
+    verbs = {(v.singular, v.plural) for v in agreement.VERBS}
+    plural_subjects = 0
+    for e in examples:
+        assert set(e) == {"clean_prefix", "clean_answer", "patch_prefix", "patch_answer"}
+        right, wrong = e["clean_answer"][1:], e["patch_answer"][1:]
+        assert e["clean_answer"].startswith(" ") and e["patch_answer"].startswith(" ")
+        assert (right, wrong) in verbs or (wrong, right) in verbs
+        assert e["clean_prefix"] != e["patch_prefix"]
+        plural_subjects += (wrong, right) in verbs
+        assert any(_template_regex(f.text, True).fullmatch(e["clean_prefix"]) for f in frames)
+    assert 0.3 < plural_subjects / len(examples) < 0.7
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_entity_prompts(split):
+    known = corpus.entity_prompts(100, known=True, split=split)
+    unknown = corpus.entity_prompts(100, known=False, split=split)
+    assert known == corpus.entity_prompts(100, known=True, split=split)
+    groups = {e.name: e for e in world.ENTITIES}
+    for p in known:
+        assert set(p) == {"prompt", "entity", "answer"}
+        assert p["prompt"].startswith("Q: ") and p["prompt"].endswith(" A:") and p["entity"] in p["prompt"]
+        assert groups[p["entity"]].group == world.KNOWN and p["answer"] in groups[p["entity"]].facts.values()
+    expected = world.UNKNOWN_TRAIN if split == "train" else world.UNKNOWN_HELDOUT
+    for p in unknown:
+        assert p["answer"] is None and groups[p["entity"]].group == expected
+    phrasings = {q.text for qs in world.QUESTIONS[split].values() for q in qs}
+    for p in known + unknown:
+        assert p["prompt"][len("Q: "):-len(" A:")].replace(p["entity"], "{E}") in phrasings
+
+
+def test_heldout_stream_uses_only_heldout_pools():
+    trained = re.compile(r"\b" + _alternation(names.TRAIN_NAMES) + r"\b")
+    for kind, doc in islice(iter_tagged_documents(seed=0, split="heldout"), 2000):
+        assert not trained.search(doc), doc
+        if kind == "ioi":
+            assert any(p.search(doc) for p in HELDOUT_REGEXES[:len(ioi.HELDOUT_TEMPLATES)]), doc
+
+
+def test_misc_arithmetic_and_code_are_true():
+    docs = [doc for kind, doc in islice(iter_tagged_documents(seed=2), 5000) if kind == "misc"]
+    sums = [m for d in docs for m in re.finditer(r"^(\d+) ([-+*]) (\d+) = (\d+)$", d, re.M)]
+    assert sums
+    for m in sums:
+        a, op, b, result = int(m[1]), m[2], int(m[3]), int(m[4])
+        assert {"+": a + b, "-": a - b, "*": a * b}[op] == result
