@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-dtype", default=None, choices=["float16", "bfloat16", "float32"],
                    help="dtype of the forward pass (half precision is for CUDA)")
     p.add_argument("--batch-contexts", type=int, default=32, help="contexts per forward pass")
-    p.add_argument("--shard-tokens", type=parse_count, default=65_536, help="tokens per shard")
+    p.add_argument("--shard-tokens", type=parse_count, default=16_384, help="tokens per shard")
     p.add_argument("--exclude-bos", action="store_true", help="leave BOS / end-of-text positions out")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--resume", action="store_true", help="finish an interrupted store")
