@@ -1,0 +1,69 @@
+"""Shared fixtures for the circuits tests: TopK SAEs trained on the embedded model.
+
+``tiny_saes`` trains one SAE per node hook of Marks et al.'s circuits on the tiny model, in
+one on-the-fly pass (each batch read once): the embeddings (``blocks.0.hook_resid_pre``),
+and every layer's attention output, MLP output and residual stream. The folders are cached
+in pytest's cache directory under a key made of the checkpoint's weights and these
+settings, so a second test session (or a later test in the same one) reuses them; a new
+checkpoint or a changed recipe trains afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from activations.tiny import CHECKPOINT_DIR
+
+N_LAYERS = 4
+NODE_HOOKS: list[str] = ["blocks.0.hook_resid_pre"] + [
+    f"blocks.{layer}.{name}" for layer in range(N_LAYERS)
+    for name in ("hook_attn_out", "hook_mlp_out", "hook_resid_post")]
+RECIPE = {"architecture": "topk", "d_sae": 1536, "k": 16, "tokens": 600_000, "batch_size": 2048, "seed": 0}
+
+
+def _cache_key() -> str:
+    weights = (Path(CHECKPOINT_DIR) / "model.safetensors").read_bytes()
+    blob = hashlib.sha256(weights).hexdigest() + json.dumps([RECIPE, NODE_HOOKS], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _train(run_dir: Path) -> None:
+    from sae.config import SAEConfig, TrainConfig
+    from sae.trainer import train
+
+    r = RECIPE
+    cfg = TrainConfig(sae=SAEConfig(architecture=r["architecture"], d_sae=r["d_sae"], k=r["k"]),
+                      coders=[{"hook": hook} for hook in NODE_HOOKS], model="tiny", out=str(run_dir),
+                      tokens=r["tokens"], batch_size=r["batch_size"], seed=r["seed"], device="cpu",
+                      checkpoint_every=0, log_every=50, eval_contexts=0, eval_tokens=16_384)
+    train(cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_saes(request) -> dict[str, Path]:
+    """Hook name -> SAE folder (SAELens format) for every hook in ``NODE_HOOKS``."""
+    root = Path(request.config.cache.mkdir(f"tiny-saes-{_cache_key()}"))
+    done = root / "DONE"
+    if not done.exists():
+        run_dir = root / "run"
+        if run_dir.exists():
+            import shutil
+            shutil.rmtree(run_dir)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            _train(run_dir)
+        finally:
+            torch.set_num_threads(threads)
+        done.write_text("ok\n")
+    folders = {}
+    for folder in sorted((root / "run" / "saes").iterdir()):
+        cfg = json.loads((folder / "cfg.json").read_text())
+        folders[cfg["hook_name"]] = folder
+    assert sorted(folders) == sorted(NODE_HOOKS), folders
+    return folders
