@@ -45,6 +45,7 @@ from activations.store import fsync_dir as fsync  # works on files too
 from sae.architectures import SparseCoder, StepContext, StepOutput, build
 from sae.config import TrainConfig, save_config
 from sae.data import eval_contexts, model_for, open_source
+from sae.distributed import DataParallel
 from sae.evaluate import reconstruction_scores, splice_scores
 from sae.io import load_sae, save_log_density, save_sae
 from sae.metrics import fvu, log10_density
@@ -89,6 +90,11 @@ class Trainer:
         self.cfg, self.source = cfg, source
         self.run_dir = Path(cfg.out)
         self.device = resolve_device(cfg.device)
+        self.dp = DataParallel.from_env(self.device)
+        if self.dp.active and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dp.local_rank)
+            torch.cuda.set_device(self.device)
+        self.dp.check_batch(cfg.batch_size)
         self.hooks = cfg.hooks()
         missing = [h for h in self.hooks if h not in source.hooks]
         if missing:
@@ -119,9 +125,10 @@ class Trainer:
         self._prepare_run_dir(resume)
         batches = self.source.batches(self.cfg.batch_size, hooks=self.hooks, seed=self.cfg.seed)
         batches = islice(batches, self.step, self.n_steps)  # a resumed run skips what it has seen
-        log = _MetricsLog(self.run_dir, self.cfg, self.step)
+        log = _MetricsLog(self.run_dir, self.cfg, self.step) if self.dp.is_main else _NoLog()
         start = time.perf_counter()
-        bar = tqdm(total=self.n_steps, initial=self.step, unit="step", dynamic_ncols=True, disable=None)
+        bar = tqdm(total=self.n_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=None if self.dp.is_main else True)
         try:
             for batch in batches:
                 inputs = {h: self._to_device(batch[h]) * self.scales[h] for h in self.hooks}
@@ -155,18 +162,22 @@ class Trainer:
 
     def train_step(self, inputs: dict[str, Tensor]) -> list[dict]:
         """One optimizer step of every coder on one batch (hook -> scaled activations [B, d]);
-        returns metric records on logging steps. ``fit`` calls it; benchmarks time it."""
+        returns metric records on logging steps. ``fit`` calls it; benchmarks time it.
+
+        Under torchrun, ``inputs`` is the global batch: each rank optimises on its slice, and
+        the records describe rank 0's slice."""
         log_now = self.step % self.cfg.log_every == 0 or self.step == self.n_steps - 1
         records = []
+        local = {h: self.dp.local_slice(acts) for h, acts in inputs.items()}
         for coder in self.coders:
             cfg = coder.sae.cfg
-            x, target = inputs[cfg.hook], inputs[cfg.output_hook]
+            x, target = local[cfg.hook], local[cfg.output_hook]
             dead = coder.since_fired >= self.cfg.dead_window
             with one_thread() if coder.sae.sparse_training else nullcontext():
                 out = self._optimize(coder, x, target, dead)
-            coder.since_fired += x.shape[0]
-            coder.since_fired[out.fired > 0] = 0
-            self._maybe_resample(coder, x, target)
+            coder.since_fired += inputs[cfg.hook].shape[0]
+            coder.since_fired[self.dp.sum_(out.fired.clone()) > 0] = 0
+            self._maybe_resample(coder, inputs[cfg.hook], inputs[cfg.output_hook])
             if log_now:
                 records.append(self._record(coder, out, target, dead))
         return records
@@ -179,13 +190,14 @@ class Trainer:
         with autocast:
             out = sae.training_forward(x, target, StepContext(self.step / self.n_steps, dead))
         loss = out.loss
-        if not torch.isfinite(loss):
+        if not self.dp.all_finite(loss):
             raise ToolkitError(
                 f"the loss of {coder.name} became {float(loss.detach())} at step {self.step + 1}; training "
                 f"stopped and the last good checkpoint is kept in {self.run_dir / CHECKPOINTS}; lower --lr and "
                 "rerun, or check the activations for extreme values")
         coder.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.dp.average_gradients(sae.parameters())
         with one_thread():  # element-wise passes over the parameters: memory-bound
             sae.project_decoder_grad()
             if self.cfg.grad_clip > 0:
@@ -226,18 +238,22 @@ class Trainer:
 
     def _prepare_run_dir(self, resume: bool) -> None:
         latest = check_run_dir(self.run_dir, resume)
+        self.dp.barrier()  # every rank has looked before rank 0 writes
         if latest is not None:
             self.load_checkpoint(latest)
+            return
+        if not self.dp.is_main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(self.cfg, self.run_dir / "config.json")
         (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
 
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/step-NNNNNNNN`` atomically, then drop older checkpoints."""
+        """Write ``checkpoints/step-NNNNNNNN`` atomically, then drop older checkpoints (rank 0
+        only: under torchrun every rank holds the same state)."""
         root = self.run_dir / CHECKPOINTS
         final = root / f"step-{self.step:08d}"
-        if final.is_dir():
+        if final.is_dir() or not self.dp.is_main:
             return final
         tmp = root / f".tmp-{final.name}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -312,6 +328,16 @@ def _restore_optimizer(coder: Coder, tensors: dict[str, Tensor]) -> None:
         }
 
 
+class _NoLog:
+    """The metrics log of ranks other than 0."""
+
+    def write(self, records: list[dict]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class _MetricsLog:
     """metrics.jsonl (always) and Weights & Biases (when ``cfg.wandb``)."""
 
@@ -355,7 +381,9 @@ def train(cfg: TrainConfig, source: ActivationSource | None = None, resume: bool
                              cfg.buffer_tokens)
     trainer = Trainer(cfg, source)
     trainer.fit(resume)
-    return export(trainer)
+    trainer.dp.barrier()
+    trainer.dp.close()
+    return export(trainer) if trainer.dp.is_main else {}
 
 
 def export(trainer: Trainer) -> dict[str, dict]:
