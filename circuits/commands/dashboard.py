@@ -1,0 +1,58 @@
+"""``sae dashboard``: feature dashboards from one streamed pass over an activation store."""
+
+from __future__ import annotations
+
+import argparse
+
+from circuits.dashboard.build import DashboardConfig, build_dashboard
+
+NAME = "dashboard"
+HELP = "write an HTML page and a JSON record per feature (density, contexts, logits, correlations)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = DashboardConfig(sae="", acts="")
+    parser.add_argument("sae", metavar="SAE_DIR", help="SAE folder (SAELens layout)")
+    parser.add_argument("--acts", required=True, help="activation store harvested for the SAE's hook")
+    parser.add_argument("--out", default=defaults.out, help="output folder (default: %(default)s)")
+    parser.add_argument("--features", default=defaults.features, help='e.g. 0:500, "3,7,10:20" or all '
+                        "(default: %(default)s)")
+    parser.add_argument("--tokens", type=int, default=None, help="stream only the first N tokens of the store")
+    parser.add_argument("--top-k", type=int, default=defaults.top_k, help="top-activating contexts per feature")
+    parser.add_argument("--quantile-intervals", type=int, default=defaults.quantile_intervals,
+                        help="equal-mass intervals of the activation distribution to sample from")
+    parser.add_argument("--per-interval", type=int, default=defaults.per_interval, help="samples per interval")
+    parser.add_argument("--context-before", type=int, default=defaults.context_before)
+    parser.add_argument("--context-after", type=int, default=defaults.context_after)
+    parser.add_argument("--correlated", type=int, default=defaults.correlated, help="correlated features listed")
+    parser.add_argument("--logits", type=int, default=defaults.logits, help="top and bottom logit tokens listed")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--flow", help='JSON {"features": {"<index>": [{...}, ...]}} of flow neighbours')
+    parser.add_argument("--circuits", help='JSON {"features": {"<index>": [{...}, ...]}} of circuit membership')
+    parser.add_argument("--neuronpedia", metavar="DIR", help="also write Neuronpedia batch files into DIR")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dashboard in --out")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from activations.errors import ToolkitError
+    for name in ("top_k", "quantile_intervals", "per_interval", "correlated", "logits", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ToolkitError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.context_before < 0 or args.context_after < 0 or (args.tokens is not None and args.tokens < 1):
+        raise ToolkitError("--context-before/--context-after must be >= 0 and --tokens >= 1")
+    cfg = DashboardConfig(sae=args.sae, acts=args.acts, out=args.out, features=args.features, tokens=args.tokens,
+                          top_k=args.top_k, quantile_intervals=args.quantile_intervals, per_interval=args.per_interval,
+                          reservoir=max(48, 4 * args.quantile_intervals * args.per_interval),
+                          context_before=args.context_before, context_after=args.context_after,
+                          correlated=args.correlated, logits=args.logits, batch_size=args.batch_size, seed=args.seed,
+                          flow=args.flow, circuits=args.circuits, overwrite=args.overwrite,
+                          progress=not args.no_progress)
+    out = build_dashboard(cfg)
+    print(f"wrote {out / 'index.html'}")
+    if args.neuronpedia:
+        from circuits.dashboard.neuronpedia import convert_dashboard
+        paths = convert_dashboard(out, args.neuronpedia)
+        print(f"wrote {len(paths)} Neuronpedia batch file(s) to {args.neuronpedia}")
+    return 0
