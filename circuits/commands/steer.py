@@ -1,0 +1,97 @@
+"""``sae steer``: generate with and without steering along SAE features, and print the
+effect on held-out CE/KL (and a target token's probability) against random controls."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from activations.errors import ToolkitError
+from circuits.effects import measure, standard_metrics, target_prob
+from circuits.interventions import SCHEDULES, Steering, chain_steering, generate, intervene
+
+NAME = "steer"
+HELP = "steered generation: add s times SAE feature directions at chosen layers and positions"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="", help="model name or folder (default: the SAE's cfg.json)")
+    p.add_argument("--sae", action="append", required=True, metavar="DIR",
+                   help="SAE folder; repeat with --feature once each to steer at several layers")
+    p.add_argument("--feature", action="append", type=int, required=True, metavar="N", help="latent index per --sae")
+    p.add_argument("--scale", type=float, required=True, help="s: residual-norm units added along each unit direction")
+    p.add_argument("--schedule", choices=SCHEDULES, default="constant", help="scale across the given layers, in order")
+    p.add_argument("--prompt", action="append", required=True, help="prompt text (repeatable)")
+    p.add_argument("--positions", default="all", help="'all', 'last' or comma-separated token positions")
+    p.add_argument("--max-new-tokens", type=int, default=20)
+    p.add_argument("--target", default="", help="also report P(target token) after each prompt")
+    p.add_argument("--contexts", type=int, default=8, help="held-out tinyworld contexts for CE/KL (0: skip)")
+    p.add_argument("--controls", type=int, default=4, help="random-direction controls of equal norm")
+    p.add_argument("--device", default="cpu")
+
+
+def _positions(spec: str, length: int):
+    if spec == "all":
+        return None
+    if spec == "last":
+        return [length - 1]
+    try:
+        return [int(i) for i in spec.split(",")]
+    except ValueError:
+        raise ToolkitError(f"--positions '{spec}' is not 'all', 'last' or comma-separated integers") from None
+
+
+def _edits(saes, features, args, length) -> list[Steering]:
+    chain = [(sae.cfg.hook, sae.W_dec[f].detach()) for sae, f in zip(saes, features)]
+    return chain_steering(chain, args.scale, args.schedule, _positions(args.positions, length))
+
+
+def _print_metrics(label: str, report: dict) -> None:
+    for name, r in report.items():
+        print(f"  {label}{name}: clean {r['clean']:.4f}  steered {r['edited']:.4f}  "
+              f"effect {r['effect']:+.4f}  random controls {r['control_effect_mean']:+.4f} ± {r['control_effect_std']:.4f}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from activations.models import load_model
+    from sae.data import eval_contexts
+    from sae.io import load_sae
+    if len(args.sae) != len(args.feature):
+        raise ToolkitError(f"give one --feature per --sae ({len(args.sae)} SAEs, {len(args.feature)} features)")
+    saes = [load_sae(d, args.device) for d in args.sae]
+    for sae, feature in zip(saes, args.feature):
+        if not 0 <= feature < sae.d_sae:
+            raise ToolkitError(f"feature {feature} is out of range for {sae.cfg.hook} (d_sae {sae.d_sae})")
+    names = {sae.metadata.get("model_name") for sae in saes} - {None}
+    if len(names) > 1:
+        raise ToolkitError(f"the SAEs come from different models ({', '.join(sorted(names))}); steer one model")
+    model_name = args.model or next(iter(names), "")
+    if not model_name:
+        raise ToolkitError("the SAE's cfg.json names no model; pass --model")
+    model = load_model(model_name, args.device)
+    for sae in saes:
+        if model.hook_width(sae.cfg.hook) != sae.d_in:
+            raise ToolkitError(f"the SAE on {sae.cfg.hook} has d_in {sae.d_in} but {model_name} has width "
+                               f"{model.hook_width(sae.cfg.hook)} there; it belongs to another model")
+    gen = torch.Generator().manual_seed(0)
+    for prompt in args.prompt:
+        length = model.to_tokens([prompt]).shape[1]
+        edits = _edits(saes, args.feature, args, length)
+        print(f"prompt: {prompt!r}")
+        print(f"  clean:   {generate(model, prompt, args.max_new_tokens)!r}")
+        with intervene(model, edits):
+            print(f"  steered: {generate(model, prompt, args.max_new_tokens)!r}")
+        with intervene(model, [e.control(gen) for e in edits]):
+            print(f"  random:  {generate(model, prompt, args.max_new_tokens)!r}")
+        if args.target:
+            target = model.tokenizer.encode(args.target)[:1]
+            report = measure(model, edits, model.to_tokens([prompt]), {"p_target": target_prob(torch.tensor(target))},
+                             args.controls)
+            _print_metrics("", report)
+    if args.contexts > 0:
+        tokens = eval_contexts(model, "tinyworld", min(64, model.dims.n_ctx), args.contexts, seed=1)
+        edits = _edits(saes, args.feature, args, tokens.shape[1])
+        print(f"held-out text ({args.contexts} contexts of {tokens.shape[1]} tokens):")
+        _print_metrics("", measure(model, edits, tokens, standard_metrics(tokens, model), args.controls))
+    return 0

@@ -1,0 +1,173 @@
+"""Feature flow: classification on planted decoders, blockwise matching, guards, graphs,
+exports, the activation check and the `sae flow` command."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from activations.errors import ToolkitError
+from circuits.flow import (CLASSES, FlowConfig, Thresholds, best_matches, classify, feature_flow, load_directions,
+                           stack_layers)
+from circuits.flow_graph import flow_graph
+from sae.architectures import ARCHITECTURES
+from sae.config import SAEConfig
+from sae.io import save_sae
+
+D, N = 32, 12
+
+
+def _save(folder, hook, decoder, model="tiny"):
+    sae = ARCHITECTURES["topk"](SAEConfig(architecture="topk", hook=hook, d_in=decoder.shape[1],
+                                          d_sae=decoder.shape[0], k=2), decoder.shape[1])
+    with torch.no_grad():
+        sae.W_dec.copy_(decoder)
+    return save_sae(sae, folder, metadata={"model_name": model})
+
+
+def _unit(x):
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+def _planted(tmp_path):
+    """Block 0 SAEs where resid_out feature j is built to be class CLASSES[j % 6]."""
+    gen = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(D, D, generator=gen))[0].T  # orthonormal rows
+    resid_in, attn, mlp = basis[:N], basis[N:2 * N], basis[2 * N:2 * N + N // 2].repeat(2, 1)
+    out = []
+    for j in range(N):
+        name = CLASSES[j % 6]
+        if name == "persists":
+            v = resid_in[j]
+        elif name.startswith("processed"):
+            v = resid_in[j] + (attn[j] if name.endswith("attn") else mlp[j])
+        elif name.startswith("created"):
+            v = attn[j] if name.endswith("attn") else mlp[j]
+        else:
+            v = basis[-1] + 0.01 * j * basis[-2]
+        out.append(v)
+    folders = [_save(tmp_path / "r0", "blocks.0.hook_resid_pre", resid_in),
+               _save(tmp_path / "a0", "blocks.0.hook_attn_out", attn),
+               _save(tmp_path / "m0", "blocks.0.hook_mlp_out", mlp),
+               _save(tmp_path / "r1", "blocks.0.hook_resid_post", _unit(torch.stack(out)))]
+    return folders
+
+
+def test_planted_features_get_their_classes(tmp_path):
+    _, flows = feature_flow(_planted(tmp_path), FlowConfig(Thresholds(resid=0.5, module=0.5)))
+    got = [CLASSES[int(c)] for c in flows[0].classes]
+    assert got == [CLASSES[j % 6] for j in range(N)]
+    persists = flows[0].index[0]
+    assert int(persists[0]) == 0 and flows[0].similarity[0, 0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_classify_picks_the_more_similar_module_and_respects_thresholds():
+    sim = torch.tensor([[0.9, 0.6, 0.7], [0.2, 0.8, 0.6], [0.9, 0.1, 0.2], [0.3, 0.3, 0.3]])
+    names = [CLASSES[int(c)] for c in classify(sim, Thresholds(0.5, 0.5))]
+    assert names == ["processed_mlp", "created_attn", "persists", "unexplained"]
+    names = [CLASSES[int(c)] for c in classify(sim, Thresholds(0.95, 0.95))]
+    assert names == ["unexplained"] * 4
+
+
+def test_per_layer_thresholds_override_the_default(tmp_path):
+    config = FlowConfig(Thresholds(0.5, 0.5), per_layer={0: Thresholds(1.01, 1.01)})
+    _, flows = feature_flow(_planted(tmp_path), config)
+    assert flows[0].counts()["unexplained"] == N and flows[0].thresholds == Thresholds(1.01, 1.01)
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 1000])
+def test_blockwise_matching_equals_dense(block):
+    gen = torch.Generator().manual_seed(1)
+    t, s = _unit(torch.randn(50, 16, generator=gen)), _unit(torch.randn(37, 16, generator=gen))
+    value, index = best_matches(t, s, block)
+    dense = t @ s.T
+    assert torch.equal(index, dense.argmax(1))
+    assert torch.allclose(value, dense.max(1).values)
+
+
+def test_guards_name_the_offending_sae(tmp_path):
+    folders = _planted(tmp_path)
+    gen = torch.Generator().manual_seed(2)
+    wide = _save(tmp_path / "wide", "blocks.0.hook_mlp_out", _unit(torch.randn(N, D + 1, generator=gen)))
+    other = _save(tmp_path / "gpt2", "blocks.0.hook_mlp_out", _unit(torch.randn(N, D, generator=gen)), "gpt2")
+    z = _save(tmp_path / "z", "blocks.0.attn.hook_z", _unit(torch.randn(N, D, generator=gen)))
+    cases = [(wide, "d_in"), (other, "model 'gpt2'"), (z, "another basis")]
+    for bad, words in cases:
+        with pytest.raises(ToolkitError, match=words) as err:
+            feature_flow([*folders[:2], bad, folders[3]])
+        assert str(bad) in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ToolkitError, match="does not exist"):
+        feature_flow([*folders[:3], tmp_path / "missing"])
+    with pytest.raises(ToolkitError, match="no complete block"):
+        feature_flow(folders[:3])
+    with pytest.raises(ToolkitError, match="both cover"):
+        stack_layers([load_directions(f) for f in [*folders, folders[2]]])
+
+
+def _chain(tmp_path, n_layers=3):
+    """Residual SAEs where feature j of each layer is feature j of the previous, slightly turned."""
+    gen = torch.Generator().manual_seed(3)
+    resid = _unit(torch.randn(N, D, generator=gen))
+    folders = [_save(tmp_path / "r0", "blocks.0.hook_resid_pre", resid)]
+    for layer in range(n_layers):
+        attn = _unit(torch.randn(N, D, generator=gen))
+        resid = _unit(resid + attn) if layer == 1 else _unit(resid + 0.05 * torch.randn(N, D, generator=gen))
+        folders += [_save(tmp_path / f"a{layer}", f"blocks.{layer}.hook_attn_out", attn),
+                    _save(tmp_path / f"m{layer}", f"blocks.{layer}.hook_mlp_out", _unit(torch.randn(N, D, generator=gen))),
+                    _save(tmp_path / f"r{layer + 1}", f"blocks.{layer}.hook_resid_post", resid)]
+    return folders
+
+
+def test_flow_graph_follows_the_chain_both_ways(tmp_path):
+    stack, _ = feature_flow(_chain(tmp_path))
+    graph = flow_graph(stack, "blocks.0.hook_resid_post", 5, chain_threshold=0.5, module_threshold=0.6)
+    chain = graph.residual_chain()
+    assert [n.hook for n in chain] == ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post",
+                                       "blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
+    assert all(n.feature == 5 for n in chain)
+    modules = [e for e in graph.edges if e.kind != "resid"]
+    assert [(e.kind, e.source) for e in modules] == [("attn", "blocks.1.hook_attn_out:5")]
+    cut = flow_graph(stack, "blocks.0.hook_resid_post", 5, chain_threshold=0.999)
+    assert list(cut.nodes) == ["blocks.0.hook_resid_post:5"] and not cut.edges
+    with pytest.raises(ToolkitError, match="out of range"):
+        flow_graph(stack, "blocks.0.hook_resid_post", N)
+    with pytest.raises(ToolkitError, match="no residual SAE"):
+        flow_graph(stack, "blocks.0.hook_mlp_out", 0)
+
+
+def test_sae_flow_writes_table_graphs_and_self_contained_html(tmp_path, capsys):
+    from sae.cli import main
+    out = tmp_path / "flow"
+    assert main(["flow", *map(str, _chain(tmp_path)), "--out", str(out), "--seeds", "2",
+                 "--chain-threshold", "0.5"]) == 0
+    rows = (out / "flow.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * N and rows[0].startswith("layer,hook,feature,class")
+    graphs = json.loads((out / "graphs.json").read_text())
+    assert len(graphs) == 2 and all(len(g["nodes"]) >= 2 for g in graphs)
+    html = (out / "flow.html").read_text()
+    assert html.count("plotly.js v") == 1  # the library once, for the class chart and both graphs
+    assert not re.search(r"<script[^>]*\bsrc=", html) and html.count("Plotly.newPlot") == 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert sum(summary["blocks"]["1"]["counts"].values()) == N
+    assert main(["flow", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: SAE folder")
+
+
+@pytest.mark.slow
+def test_activation_check_beats_random_predecessors(tiny_saes):
+    """On the tiny model's SAEs, matched predecessors co-fire far more often than random ones."""
+    from activations.models import load_model
+    from circuits.flow_check import activation_agreement
+    from sae.data import eval_contexts
+    model = load_model("tiny", device="cpu")
+    stack, flows = feature_flow([tiny_saes[h] for h in tiny_saes if h.startswith(("blocks.0.", "blocks.1."))])
+    tokens = eval_contexts(model, "tinyworld", 64, 24, seed=5)
+    report = activation_agreement(model, stack[-1], flows[-1], tokens)
+    for name in ("persists", "processed_attn", "processed_mlp", "created_attn", "created_mlp"):
+        row = report[name]
+        if row["firings"] >= 50:
+            assert row["agreement"] > 3 * row["control"] + 0.05, (name, row)
+    assert report["persists"]["firings"] >= 50
