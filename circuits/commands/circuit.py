@@ -1,0 +1,97 @@
+"""``sae circuit``: find a sparse feature circuit for a behaviour and write JSON, HTML (and SVG)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from activations.errors import ToolkitError
+
+NAME = "circuit"
+HELP = "sparse feature circuit (Marks et al. 2024): node and edge attribution, faithfulness, JSON/HTML/SVG"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help="ioi, sva_simple, sva_pp, sva_rc, or a .json/.jsonl file of "
+                   "{clean_prefix, clean_answer, patch_prefix, patch_answer} objects")
+    p.add_argument("--saes", required=True, metavar="RUN_DIR", help="folder of SAE folders (a run's saes/ dir works)")
+    p.add_argument("--model", default="", help="model name or folder (default: the SAEs' cfg.json model_name)")
+    p.add_argument("--out", required=True, help="output folder for circuit.json, circuit.html (and circuit.svg)")
+    p.add_argument("--examples", type=int, default=64, help="examples drawn (half discover, half evaluate)")
+    p.add_argument("--split", default="heldout", choices=("train", "heldout"), help="generator template split")
+    p.add_argument("--method", default="ig", choices=("ig", "atp"))
+    p.add_argument("--steps", type=int, default=10, help="integrated-gradient steps")
+    p.add_argument("--baseline", default="counterfactual", choices=("counterfactual", "zero"))
+    p.add_argument("--per-position", action="store_true", help="nodes per (feature, position), not summed")
+    p.add_argument("--threshold", default="topk", choices=("topk", "relative", "absolute"))
+    p.add_argument("--value", type=float, default=100, help="k for topk, a fraction for relative, an IE for absolute")
+    p.add_argument("--edge-threshold", type=float, default=0.0, help="keep edges with |weight| above this")
+    p.add_argument("--no-edges", action="store_true")
+    p.add_argument("--sweep", default="10,25,50,100,200", help="circuit sizes for the faithfulness curve ('' skips)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+
+
+def load_saes(run_dir: str | Path, device: str = "cpu") -> dict:
+    """hook -> SAE for every SAE folder directly in ``run_dir`` (or in its ``saes/``)."""
+    from sae.io import load_sae
+    root = Path(run_dir)
+    if (root / "saes").is_dir():
+        root = root / "saes"
+    if not root.is_dir():
+        raise ToolkitError(f"SAE folder '{run_dir}' does not exist")
+    folders = sorted(f for f in root.iterdir() if (f / "cfg.json").is_file())
+    if not folders:
+        raise ToolkitError(f"'{run_dir}' holds no SAE folders (subfolders with cfg.json)")
+    saes = {}
+    for folder in folders:
+        sae = load_sae(folder, device)
+        if sae.cfg.hook in saes:
+            raise ToolkitError(f"two SAEs in '{run_dir}' read {sae.cfg.hook}; keep one per hook")
+        saes[sae.cfg.hook] = sae
+    return saes
+
+
+def run(args: argparse.Namespace) -> int:
+    from activations.models import load_model
+    from circuits.attribution import SplicedModel, attribute
+    from circuits.circuit import evaluate, faithfulness_curve, select_nodes
+    from circuits.datasets import load_examples, tokenize_pairs, train_test_split
+    from circuits.edges import compute_edges
+    from circuits.render import circuit_json, write_outputs
+
+    saes = load_saes(args.saes, args.device)
+    model_name = args.model or next((s.metadata.get("model_name") for s in saes.values()
+                                     if s.metadata.get("model_name")), "")
+    if not model_name:
+        raise ToolkitError("the SAEs' cfg.json names no model; pass --model")
+    model = load_model(model_name, device=args.device)
+    spliced = SplicedModel(model, saes)
+    train, test = train_test_split(load_examples(args.dataset, args.examples, args.seed, args.split), 0.5, args.seed)
+    found, held = tokenize_pairs(model, train), tokenize_pairs(model, test)
+    if args.per_position:  # per-position nodes need one width for discovery and evaluation
+        width = max(found.clean.shape[1], held.clean.shape[1])
+        found, held = tokenize_pairs(model, train, width), tokenize_pairs(model, test, width)
+    attribution = attribute(spliced, found, args.method, args.steps, args.baseline, args.per_position)
+    masks = select_nodes(attribution.scores, args.threshold, args.value)
+    edges = None if args.no_edges else compute_edges(spliced, found, attribution, masks,
+                                                     threshold=args.edge_threshold)
+    with torch.no_grad():
+        scores = evaluate(spliced, held, masks)
+        sizes = [int(s) for s in args.sweep.split(",") if s.strip()]
+        curve = faithfulness_curve(spliced, held, attribution.scores, sizes) if sizes else []
+    meta = {"model": model_name, "dataset": args.dataset, "method": args.method, "steps": args.steps,
+            "baseline": args.baseline, "per_position": args.per_position, "threshold": args.threshold,
+            "value": args.value, "n_discover": len(found), "n_evaluate": len(held), "total_effect": attribution.total,
+            "evaluation": scores, "faithfulness_curve": curve}
+    paths = write_outputs(circuit_json(attribution, masks, edges, meta), args.out)
+    doc = json.loads(paths[0].read_text())
+    print(f"{len(doc['nodes'])} nodes, {len(doc['edges'])} edges; faithfulness {scores['faithfulness']:.3f}, "
+          f"completeness {scores['completeness']:.3f} on {len(held)} held-out examples")
+    for point in curve:
+        print(f"  top {point['size']:>4}: faithfulness {point['faithfulness']:.3f}")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0

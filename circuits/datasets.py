@@ -1,0 +1,136 @@
+"""Behaviour datasets for circuit discovery, in Marks et al. 2024's clean/patch form.
+
+One example is a JSON object::
+
+    {"clean_prefix": "The boys near the dog", "clean_answer": " are",
+     "patch_prefix": "The boy near the dog",  "patch_answer": " is"}
+
+The behaviour is "prefer ``clean_answer`` after ``clean_prefix``"; the patch prefix is the
+counterfactual whose own answer is ``patch_answer``. A user dataset is a ``.json`` file
+holding a list of such objects or a ``.jsonl`` file with one object per line. Built-in
+datasets come from the embedded tinyworld generator: ``ioi``, ``sva_simple``, ``sva_pp``
+(agreement across a prepositional phrase) and ``sva_rc`` (across a relative clause).
+
+``tokenize_pairs`` turns examples into a ``PromptBatch``: prompts are right-padded (a causal
+model never looks right, so padding changes nothing at real positions), each answer must be
+one token, and clean and patch prompts must have the same token length (so positions line up
+for patching); examples that break these rules are dropped, and none left is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from activations.errors import ToolkitError
+
+FIELDS = ("clean_prefix", "clean_answer", "patch_prefix", "patch_answer")
+BUILTIN = ("ioi", "sva_simple", "sva_pp", "sva_rc")
+
+
+def builtin_examples(name: str, n: int, seed: int = 0, split: str = "heldout") -> list[dict]:
+    """``n`` examples of a built-in behaviour; ``split`` is the generator's template split."""
+    from activations.corpus import ioi_examples, sva_examples
+    if name == "ioi":
+        return ioi_examples(n, seed=seed, split=split)
+    if name.startswith("sva_") and name[4:] in ("simple", "pp", "rc"):
+        return sva_examples(n, seed=seed, split=split, kind=name[4:])
+    raise ToolkitError(f"unknown dataset '{name}'; use one of {', '.join(BUILTIN)} or a .json/.jsonl file")
+
+
+def read_examples(path: str | Path) -> list[dict]:
+    """Examples from a user ``.json`` (a list) or ``.jsonl`` (one object a line) file, checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise ToolkitError(f"dataset file '{path}' does not exist")
+    text = path.read_text()
+    try:
+        rows = ([json.loads(line) for line in text.splitlines() if line.strip()]
+                if path.suffix == ".jsonl" else json.loads(text))
+    except json.JSONDecodeError as err:
+        raise ToolkitError(f"dataset file '{path}' is not valid JSON: {err}") from err
+    if not isinstance(rows, list) or not rows:
+        raise ToolkitError(f"dataset file '{path}' must hold a non-empty list of examples")
+    for i, row in enumerate(rows):
+        missing = [f for f in FIELDS if not isinstance(row, dict) or not isinstance(row.get(f), str)]
+        if missing:
+            raise ToolkitError(f"example {i} of '{path}' lacks string field(s) {', '.join(missing)}")
+    return rows
+
+
+def load_examples(name_or_path: str, n: int = 64, seed: int = 0, split: str = "heldout") -> list[dict]:
+    """A built-in dataset by name, or a user file (its first ``n`` examples)."""
+    if name_or_path in BUILTIN:
+        return builtin_examples(name_or_path, n, seed, split)
+    if name_or_path.endswith((".json", ".jsonl")):
+        return read_examples(name_or_path)[:n]
+    raise ToolkitError(f"unknown dataset '{name_or_path}'; use one of {', '.join(BUILTIN)} or a .json/.jsonl file")
+
+
+def train_test_split(examples: list[dict], test_fraction: float = 0.5, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """A seeded shuffle cut into (train, test); discovery uses train, evaluation test."""
+    if not 0 < test_fraction < 1 or len(examples) < 2:
+        raise ToolkitError("a train/test split needs at least two examples and 0 < test fraction < 1")
+    order = list(range(len(examples)))
+    random.Random(f"split:{seed}").shuffle(order)
+    n_test = max(1, min(len(examples) - 1, round(len(examples) * test_fraction)))
+    return [examples[i] for i in order[n_test:]], [examples[i] for i in order[:n_test]]
+
+
+@dataclass
+class PromptBatch:
+    """Tokenised clean/patch pairs.
+
+    clean, patch: [N, T] token ids, right-padded; last: [N] index of each prompt's final token
+    (the same for clean and patch); clean_answer, patch_answer: [N] answer token ids.
+    """
+
+    clean: Tensor
+    patch: Tensor
+    last: Tensor
+    clean_answer: Tensor
+    patch_answer: Tensor
+    examples: list[dict]
+
+    def __len__(self) -> int:
+        return self.clean.shape[0]
+
+    def take(self, rows: slice | Tensor) -> PromptBatch:
+        rows_list = range(len(self))[rows] if isinstance(rows, slice) else rows.tolist()
+        return PromptBatch(self.clean[rows], self.patch[rows], self.last[rows], self.clean_answer[rows],
+                           self.patch_answer[rows], [self.examples[i] for i in rows_list])
+
+
+def _single_token(tokenizer, text: str) -> int | None:
+    ids = tokenizer.encode(text)
+    return ids[0] if len(ids) == 1 else None
+
+
+def tokenize_pairs(model, examples: list[dict], width: int = 0, pad_id: int | None = None) -> PromptBatch:
+    """Tokenise (BOS first) the usable examples into a ``PromptBatch`` of at least ``width``
+    positions; see the module docstring."""
+    tok, bos = model.tokenizer, model.bos_token_id
+    rows = []
+    for ex in examples:
+        clean = [bos] + tok.encode(ex["clean_prefix"])
+        patch = [bos] + tok.encode(ex["patch_prefix"])
+        answers = _single_token(tok, ex["clean_answer"]), _single_token(tok, ex["patch_answer"])
+        if len(clean) == len(patch) and None not in answers and answers[0] != answers[1]:
+            rows.append((clean, patch, answers, ex))
+    if not rows:
+        raise ToolkitError("no usable example: answers must be single, different tokens and clean and patch "
+                           "prefixes must tokenise to the same length")
+    width = max(width, max(len(r[0]) for r in rows))
+    pad = bos if pad_id is None else pad_id
+
+    def padded(ids: list[int]) -> list[int]:
+        return ids + [pad] * (width - len(ids))
+
+    return PromptBatch(torch.tensor([padded(r[0]) for r in rows]), torch.tensor([padded(r[1]) for r in rows]),
+                       torch.tensor([len(r[0]) - 1 for r in rows]), torch.tensor([r[2][0] for r in rows]),
+                       torch.tensor([r[2][1] for r in rows]), [r[3] for r in rows])

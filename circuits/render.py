@@ -1,0 +1,123 @@
+"""Circuit outputs: ``circuit.json``, a self-contained plotly ``circuit.html``, and
+``circuit.svg`` through graphviz when the ``dot`` binary is installed.
+
+circuit.json::
+
+    {"meta": {...},                      model, dataset, method, thresholds, evaluation
+     "nodes": [{"id": "blocks.1.hook_mlp_out/17@4", "hook": ..., "feature": 17 | null,
+                "kind": "feature" | "error", "position": 4 | null (summed over positions),
+                "attribution": float, "activation": float}],
+     "edges": [{"source": node id, "target": node id, "weight": float}]}
+
+Attribution is the node's mean indirect effect on the metric; activation its mean clean
+activation (an error node's: the mean norm of the SAE error).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from torch import Tensor
+
+from circuits.attribution import Attribution, hook_order
+from circuits.edges import Edges
+
+
+def node_id(hook: str, feature: int | None, position: int | None) -> str:
+    name = "error" if feature is None else str(feature)
+    return f"{hook}/{name}" + ("" if position is None else f"@{position}")
+
+
+def _unflatten(flat: int, d_sae: int, per_position: bool) -> tuple[int | None, int | None]:
+    position, index = divmod(flat, d_sae + 1) if per_position else (None, flat)
+    return (None if index == d_sae else index), position
+
+
+def circuit_json(attribution: Attribution, masks: dict[str, Tensor], edges: Edges | None, meta: dict) -> dict:
+    """The circuit.json document of the selected nodes and their edges."""
+    nodes = []
+    ids: dict[tuple[str, int], str] = {}
+    for hook, mask in masks.items():
+        d_sae = attribution.scores[hook].shape[-1] - 1
+        scores, acts = attribution.scores[hook].flatten(), attribution.activations[hook].flatten()
+        for flat in mask.flatten().nonzero().squeeze(1).tolist():
+            feature, position = _unflatten(flat, d_sae, attribution.per_position)
+            ids[(hook, flat)] = node_id(hook, feature, position)
+            nodes.append({"id": ids[(hook, flat)], "hook": hook, "feature": feature,
+                          "kind": "error" if feature is None else "feature", "position": position,
+                          "attribution": float(scores[flat]), "activation": float(acts[flat])})
+    nodes.sort(key=lambda n: -abs(n["attribution"]))
+    links = []
+    for (up, down), weight in (edges.weights.items() if edges else []):
+        for (u, d), w in zip(weight.indices().t().tolist(), weight.values().tolist()):
+            links.append({"source": ids[(up, u)], "target": ids[(down, d)], "weight": w})
+    return {"meta": meta, "nodes": nodes, "edges": links}
+
+
+def _layout(doc: dict) -> dict[str, tuple[float, float]]:
+    """Node id -> (x: submodule column, y: rank within the column by |attribution|)."""
+    hooks = sorted({n["hook"] for n in doc["nodes"]}, key=hook_order)
+    column = {h: i for i, h in enumerate(hooks)}
+    seen: dict[str, int] = {}
+    places = {}
+    for n in doc["nodes"]:  # already sorted by |attribution|
+        rank = seen[n["hook"]] = seen.get(n["hook"], -1) + 1
+        places[n["id"]] = (float(column[n["hook"]]), float(rank))
+    return places
+
+
+def write_html(doc: dict, path: Path) -> Path:
+    """A self-contained interactive graph (plotly.js embedded)."""
+    import plotly.graph_objects as go
+    places = _layout(doc)
+    fig = go.Figure()
+    top = max((abs(e["weight"]) for e in doc["edges"]), default=1.0) or 1.0
+    for e in doc["edges"]:
+        (x0, y0), (x1, y1) = places[e["source"]], places[e["target"]]
+        fig.add_trace(go.Scatter(x=[x0, x1], y=[y0, y1], mode="lines", hoverinfo="text",
+                                 text=f"{e['source']} → {e['target']}: {e['weight']:.3g}", showlegend=False,
+                                 line=dict(width=0.5 + 4 * abs(e["weight"]) / top,
+                                           color="royalblue" if e["weight"] > 0 else "crimson")))
+    nodes = doc["nodes"]
+    fig.add_trace(go.Scatter(
+        x=[places[n["id"]][0] for n in nodes], y=[places[n["id"]][1] for n in nodes], mode="markers",
+        marker=dict(size=12, color=[n["attribution"] for n in nodes], colorscale="RdBu", cmid=0, showscale=True,
+                    symbol=["square" if n["kind"] == "error" else "circle" for n in nodes]),
+        text=[f"{n['id']}<br>attribution {n['attribution']:.3g}<br>activation {n['activation']:.3g}" for n in nodes],
+        hoverinfo="text", showlegend=False))
+    hooks = sorted({n["hook"] for n in nodes}, key=hook_order)
+    fig.update_layout(title=f"Sparse feature circuit: {doc['meta'].get('dataset', '')}", template="plotly_white",
+                      xaxis=dict(tickvals=list(range(len(hooks))), ticktext=hooks, tickangle=-45),
+                      yaxis=dict(title="rank by |attribution|", autorange="reversed"))
+    path.write_text(fig.to_html(include_plotlyjs=True, full_html=True))
+    return path
+
+
+def to_dot(doc: dict) -> str:
+    """Graphviz source: one cluster per hook, nodes coloured by the sign of their attribution."""
+    lines = ["digraph circuit {", "  rankdir=BT; node [shape=box, style=filled, fontsize=10];"]
+    for n in doc["nodes"]:
+        colour = "#9ecae1" if n["attribution"] > 0 else "#fc9272"
+        lines.append(f'  "{n["id"]}" [label="{n["id"]}\\n{n["attribution"]:.3g}", fillcolor="{colour}"];')
+    for e in doc["edges"]:
+        lines.append(f'  "{e["source"]}" -> "{e["target"]}" [penwidth={0.5 + min(abs(e["weight"]), 5):.2f}];')
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+def write_outputs(doc: dict, out: str | Path) -> list[Path]:
+    """circuit.json, circuit.html, and circuit.svg when graphviz's ``dot`` is on PATH."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "circuit.json"]
+    written[0].write_text(json.dumps(doc, indent=1) + "\n")
+    written.append(write_html(doc, out / "circuit.html"))
+    dot = shutil.which("dot")
+    if dot:
+        svg = out / "circuit.svg"
+        svg.write_bytes(subprocess.run([dot, "-Tsvg"], input=to_dot(doc).encode(), capture_output=True,
+                                       check=True).stdout)
+        written.append(svg)
+    return written
