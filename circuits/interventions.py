@@ -10,6 +10,7 @@ a ``with`` block and removes them on exit, also when the body raises; inside it,
   the feature's mean (``mean``), a fixed value (``clamp``) or r a_f (``rescale``, the
   h <- h + (r-1) a d of Laptev et al.; r = 0 removes the feature).
 - ``Steering`` adds s d (d of unit norm) at chosen positions.
+- ``Recorder`` reads activations under the other edits.
 
 Both have ``control(generator)``: the same edit along random directions of equal norm.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -105,6 +106,18 @@ class Steering:
 
     def control(self, generator: torch.Generator) -> Steering:
         return replace(self, direction=random_directions_like(self.direction[None], generator)[0])
+
+
+@dataclass
+class Recorder:
+    """An edit that changes nothing and keeps a copy of every acts [B, T, d] it sees at ``hook``."""
+
+    hook: str
+    seen: list[Tensor] = field(default_factory=list)
+
+    def __call__(self, acts: Tensor) -> Tensor:
+        self.seen.append(acts.detach().clone())
+        return acts
 
 
 def schedule(n: int, kind: str = "constant", decay: float = 0.5) -> list[float]:

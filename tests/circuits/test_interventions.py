@@ -3,15 +3,13 @@ effect measures; and the SVA demonstration on the tiny model's SAEs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
 import torch
 
 from activations.errors import ToolkitError
 from activations.models import load_model
 from circuits.effects import logit_diff, measure, standard_metrics, target_prob
-from circuits.interventions import (FeatureAblation, Steering, chain_steering, feature_means, generate, intervene,
+from circuits.interventions import (FeatureAblation, Recorder, Steering, chain_steering, feature_means, generate, intervene,
                                     logits, schedule)
 from sae.architectures import ARCHITECTURES
 from sae.config import SAEConfig
@@ -34,17 +32,6 @@ def sae():
 @pytest.fixture(scope="module")
 def tokens(model):
     return model.to_tokens(["Q: In which city does Torara live? A:", "Q: In which city does Peloth live? A:"])
-
-
-@dataclass
-class Record:
-    """An edit that changes nothing and keeps what it saw."""
-    hook: str
-    seen: list = field(default_factory=list)
-
-    def __call__(self, acts):
-        self.seen.append(acts.detach().clone())
-        return acts
 
 
 def _attached(model) -> int:
@@ -101,7 +88,7 @@ def test_edit_at_a_position_leaves_earlier_logits_alone(model, sae, tokens):
 
 def test_steering_adds_s_times_the_unit_direction_where_asked(model, tokens):
     direction = torch.randn(192, generator=torch.Generator().manual_seed(1)) * 4.0
-    record = Record("blocks.2.hook_resid_pre")  # the same activations as blocks.1.hook_resid_post
+    record = Recorder("blocks.2.hook_resid_pre")  # the same activations as blocks.1.hook_resid_post
     with intervene(model, [record]):
         logits(model, tokens)
     with intervene(model, [Steering(HOOK, direction, 2.5, positions=[2, 4]), record]):
