@@ -107,8 +107,15 @@ def _stream(store: ActivationStore, hook: str, sae, stats: FeatureStats, cfg: Da
     bar.close()
 
 
+def _token_strings(model) -> list[str]:
+    """Each token id's text; ids the tokenizer lacks (a padded unembedding) read "<id>"."""
+    known = len(model.tokenizer)
+    return (model.tokenizer.batch_decode([[i] for i in range(known)])
+            + [f"<{i}>" for i in range(known, model.dims.d_vocab)])
+
+
 def _context_json(context: Context, vocab: list[str]) -> dict:
-    return {"tokens": [vocab[t] if 0 <= t < len(vocab) else f"<{t}>" for t in context.token_ids],
+    return {"tokens": [vocab[t] for t in context.token_ids],
             **{k: v for k, v in asdict(context).items()}}
 
 
@@ -179,7 +186,7 @@ def build_dashboard(cfg: DashboardConfig) -> Path:
     chosen = parse_features(cfg.features, sae.d_sae)
     flow, circuits = load_neighbours(cfg.flow, "--flow"), load_neighbours(cfg.circuits, "--circuits")
     model = load_model(store.model_name, device="cpu")
-    vocab = model.tokenizer.batch_decode([[i] for i in range(len(model.tokenizer))])
+    vocab = _token_strings(model)
     stats = FeatureStats(torch.tensor(chosen), sae.d_sae, cfg.top_k, cfg.reservoir, seed=cfg.seed)
     _stream(store, hook, sae, stats, cfg)
     plans = [([r for r in stats.top.row[slot].tolist() if r >= 0],
