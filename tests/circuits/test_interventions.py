@@ -149,3 +149,52 @@ def test_feature_means_match_direct_average(model, sae, tokens):
     means = feature_means(model, sae, tokens)
     direct = sae.encode(model.capture(tokens, [HOOK])[HOOK][:, 1:]).mean((0, 1))
     assert torch.allclose(means, direct, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_ablating_a_plural_subject_feature_lowers_the_plural_verb_preference(model, tiny_saes):
+    """Demonstration: the latent that fires most more on plural than on singular subjects
+    (training-split prompts, last position) is zero-ablated on held-out plural prompts; the
+    logit difference plural verb − singular verb falls, further than under every
+    random-direction control of equal norm."""
+    import random
+
+    from activations.corpus.agreement import sva_prompt
+    from circuits.contrastive import latent_activations, rank_latents
+    from sae.io import load_log_density, load_sae
+    hook = "blocks.1.hook_resid_post"
+    sae = load_sae(tiny_saes[hook])
+    rng = random.Random(0)
+    train = [sva_prompt(rng, "train") for _ in range(300)]
+    plural = latent_activations(model, sae, [p[0] for p in train if p[3]])
+    singular = latent_activations(model, sae, [p[0] for p in train if not p[3]])
+    feature = int(rank_latents(plural, singular, 10 ** load_log_density(tiny_saes[hook]))[0])
+    test = [sva_prompt(rng, "heldout") for _ in range(300)]
+    test = [p for p in test if p[3]]
+    length = max({len(model.tokenizer.encode(p[0])) for p in test},
+                 key=lambda n: sum(len(model.tokenizer.encode(p[0])) == n for p in test))
+    test = [p for p in test if len(model.tokenizer.encode(p[0])) == length][:48]
+    tokens = model.to_tokens([p[0] for p in test])
+    right = torch.tensor([model.tokenizer.encode(" " + p[2].plural)[0] for p in test])
+    wrong = torch.tensor([model.tokenizer.encode(" " + p[2].singular)[0] for p in test])
+    report = measure(model, [FeatureAblation(sae, [feature])], tokens, {"ld": logit_diff(right, wrong)},
+                     n_controls=8)["ld"]
+    assert report["clean"] > 0, report
+    assert report["effect"] < 0 and report["effect"] < min(c - report["clean"] for c in report["controls"]), report
+
+
+def test_sae_steer_prints_generations_and_metrics_and_refuses_bad_input(tmp_path, sae, capsys):
+    from sae.cli import main
+    from sae.io import save_sae
+    folder = save_sae(sae, tmp_path / "sae", metadata={"model_name": "tiny"})
+    args = ["steer", "--sae", str(folder), "--feature", "3", "--scale", "40", "--prompt", "Q: What work does Savric do? A:",
+            "--max-new-tokens", "4", "--target", " tailor", "--contexts", "2", "--controls", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for label in ("clean:", "steered:", "random:", "p_target: clean", "ce: clean", "kl: clean"):
+        assert label in out, out
+    assert main(["steer", "--sae", str(tmp_path / "missing"), "--feature", "3", "--scale", "1", "--prompt", "x"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: ")
+    assert main([*args[:4], "9999", *args[5:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: feature 9999 is out of range") and "\n" not in err
