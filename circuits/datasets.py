@@ -134,3 +134,29 @@ def tokenize_pairs(model, examples: list[dict], width: int = 0, pad_id: int | No
     return PromptBatch(torch.tensor([padded(r[0]) for r in rows]), torch.tensor([padded(r[1]) for r in rows]),
                        torch.tensor([len(r[0]) - 1 for r in rows]), torch.tensor([r[2][0] for r in rows]),
                        torch.tensor([r[2][1] for r in rows]), [r[3] for r in rows])
+
+
+# SHIFT (Marks et al. 2024, section 4): a profession task with gender as the spurious cue.
+FEMALE_NAMES = ("Mary", "Anna", "Sarah", "Emma", "Lucy", "Kate", "Laura", "Alice", "Julia", "Lisa", "Rose", "Grace")
+MALE_NAMES = ("John", "James", "Tom", "David", "Paul", "Mark", "Peter", "Adam", "Daniel", "Henry", "Jack", "Kevin")
+PROFESSIONS = ("doctor", "farmer")
+_BIOS = ("{N} is a {P}. {S} said that {O} day was long.",
+         "{N} works as a {P}, and {s} likes {O} job.",
+         "Everyone knows {N}. {S} is a {P} and {O} friends like {O} work.",
+         "{N} was a {P} for years. {S} told us about {O} work.")
+
+
+def shift_examples(n: int, seed: int = 0, balanced: bool = False) -> list[dict]:
+    """``n`` short bios {"text", "label": profession (0 doctor, 1 farmer), "cue": gender
+    (0 female, 1 male)}. Ambiguous (``balanced=False``): label == cue on every example, so a
+    probe may read either; balanced: the four (label, cue) groups equally often."""
+    rng = random.Random(f"shift:{seed}:{balanced}")
+    rows = []
+    for i in range(n):
+        label = i % 2
+        cue = (i // 2) % 2 if balanced else label
+        name = rng.choice(MALE_NAMES if cue else FEMALE_NAMES)
+        subject, possessive = ("He", "his") if cue else ("She", "her")
+        text = rng.choice(_BIOS).format(N=name, P=PROFESSIONS[label], S=subject, s=subject.lower(), O=possessive)
+        rows.append({"text": text, "label": label, "cue": cue})
+    return rows

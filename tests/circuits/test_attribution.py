@@ -1,0 +1,142 @@
+"""Behaviour datasets, the SAE-spliced model and node attribution (AtP, IG, exact patching)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from activations.errors import ToolkitError
+from circuits.attribution import SplicedModel, attribute, logit_diff, patch_effects
+from circuits.commands.circuit import load_saes
+from circuits.datasets import (BUILTIN, load_examples, read_examples, shift_examples, tokenize_pairs,
+                               train_test_split)
+
+RESID_CUTS = ["blocks.0.hook_resid_pre"] + [f"blocks.{layer}.hook_resid_post" for layer in range(4)]
+
+
+@pytest.fixture(scope="module")
+def model():
+    from activations.models import load_model
+    torch.manual_seed(0)
+    return load_model("tiny", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def spliced(model, tiny_saes):
+    return SplicedModel(model, load_saes(next(iter(tiny_saes.values())).parent))
+
+
+@pytest.fixture(scope="module")
+def sva(model):
+    return tokenize_pairs(model, load_examples("sva_pp", 24, seed=3))
+
+
+def test_builtin_datasets_tokenise_with_single_token_answers(model):
+    for name in BUILTIN:
+        batch = tokenize_pairs(model, load_examples(name, 16))
+        assert len(batch) >= 8, name
+        rows = torch.arange(len(batch))
+        assert (batch.clean[rows, batch.last] != model.bos_token_id).all()  # last is a real token
+        assert (batch.clean_answer != batch.patch_answer).all()
+
+
+def test_user_json_and_jsonl_give_the_same_batch(model, tmp_path):
+    examples = load_examples("ioi", 6)
+    (tmp_path / "d.json").write_text(json.dumps(examples))
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(e) for e in examples))
+    a, b = (tokenize_pairs(model, read_examples(tmp_path / f)) for f in ("d.json", "d.jsonl"))
+    assert torch.equal(a.clean, b.clean) and torch.equal(a.patch_answer, b.patch_answer)
+    assert torch.equal(a.clean, tokenize_pairs(model, examples).clean)
+
+
+@pytest.mark.parametrize("text, words", [("{]", "not valid JSON"), ("[]", "non-empty list"),
+                                         ('[{"clean_prefix": "a"}]', "clean_answer")])
+def test_bad_user_dataset_is_one_line_error(tmp_path, text, words):
+    (tmp_path / "bad.json").write_text(text)
+    with pytest.raises(ToolkitError, match=words) as err:
+        read_examples(tmp_path / "bad.json")
+    assert "\n" not in str(err.value)
+
+
+def test_split_is_disjoint_and_covers_everything():
+    examples = load_examples("sva_simple", 20)
+    train, test = train_test_split(examples, 0.25, seed=1)
+    assert len(test) == 5 and len(train) == 15
+    assert sorted(map(json.dumps, train + test)) == sorted(map(json.dumps, examples))
+
+
+def test_shift_examples_cue_is_spurious_only_when_ambiguous():
+    ambiguous, balanced = shift_examples(40, 0), shift_examples(40, 0, balanced=True)
+    assert all(r["label"] == r["cue"] for r in ambiguous)
+    groups = [sum(1 for r in balanced if (r["label"], r["cue"]) == g) for g in ((0, 0), (0, 1), (1, 0), (1, 1))]
+    assert groups == [10, 10, 10, 10]
+
+
+def test_spliced_forward_reproduces_the_model_exactly(model, spliced, sva):
+    with torch.no_grad():
+        logits, nodes = spliced.run(sva.clean)
+        identity = model.forward(sva.clean, {h: (lambda x: x) for h in spliced.hooks})
+        plain = model.forward(sva.clean)
+        acts = model.capture(sva.clean, spliced.hooks)
+    assert torch.equal(logits, identity)
+    torch.testing.assert_close(logits, plain, atol=1e-4, rtol=1e-4)
+    for hook, (f, e) in nodes.items():  # recon + error is the activation
+        torch.testing.assert_close(spliced.saes[hook].decode(f) + e, acts[hook], atol=1e-4, rtol=1e-5)
+        assert (f > 0).sum(-1).max() <= 16
+
+
+def test_ig_is_complete_at_every_residual_cut(spliced, sva):
+    """Σ of a full cut's IG scores = m(clean) − m(patch), up to the 10-step quadrature."""
+    attribution = attribute(spliced, sva, "ig", steps=10)
+    assert attribution.total > 1.0
+    for hook in RESID_CUTS:
+        assert float(attribution.scores[hook].sum()) == pytest.approx(attribution.total, rel=0.05), hook
+
+
+def test_per_position_scores_sum_to_summed_scores_and_zero_baseline_uses_clean(spliced, sva):
+    summed = attribute(spliced, sva, "atp")
+    per_pos = attribute(spliced, sva, "atp", per_position=True)
+    zero = attribute(spliced, sva, "atp", baseline="zero")
+    hook = "blocks.1.hook_mlp_out"
+    assert per_pos.scores[hook].shape == (sva.clean.shape[1], spliced.d_sae(hook) + 1)
+    torch.testing.assert_close(per_pos.scores[hook].sum(0), summed.scores[hook], atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        f, e = spliced.values(sva.clean)[hook]
+    assert torch.equal(zero.deltas[hook][0], f) and torch.equal(zero.deltas[hook][1], e)
+    padded = torch.arange(sva.clean.shape[1])[None] > sva.last[:, None]  # right padding never matters
+    assert float(summed.grads[hook][0][padded].abs().max()) == 0.0
+
+
+def test_user_metric_replaces_the_logit_difference(spliced, sva):
+    default = attribute(spliced, sva, "atp")
+    flipped = attribute(spliced, sva, "atp", metric=lambda logits, batch: -logit_diff(logits, batch))
+    hook = "blocks.2.hook_attn_out"
+    torch.testing.assert_close(flipped.scores[hook], -default.scores[hook])
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Rank correlation of two 1-D tensors (no ties expected)."""
+    ra, rb = (x.argsort().argsort().double() for x in (a, b))
+    return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
+
+
+@pytest.mark.slow
+def test_ig_agrees_with_activation_patching_on_top_50_nodes(spliced, sva):
+    attribution = attribute(spliced, sva, "ig", steps=10)
+    ranked = sorted(((float(s), h, i) for h, scores in attribution.scores.items() for i, s in enumerate(scores)),
+                    key=lambda r: -abs(r[0]))[:50]
+    exact = patch_effects(spliced, sva, [(h, i, None) for _, h, i in ranked])
+    rho = spearman(torch.tensor([r[0] for r in ranked]), exact)
+    print(f"IG vs activation patching on the top 50 nodes: Spearman {rho:.3f}")
+    assert rho >= 0.9
+
+
+def test_bad_inputs_are_toolkit_errors(spliced, sva):
+    with pytest.raises(ToolkitError, match="method"):
+        attribute(spliced, sva, "shap")
+    with pytest.raises(ToolkitError, match="baseline"):
+        attribute(spliced, sva, "atp", baseline="mean")
+    with pytest.raises(ToolkitError, match="unknown dataset"):
+        load_examples("winogrande")

@@ -1,0 +1,98 @@
+"""Thresholds, faithfulness/completeness by mean ablation, and the validation circuits (SVA, IOI)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from activations.errors import ToolkitError
+from circuits.attribution import SplicedModel, attribute, logit_diff
+from circuits.circuit import count, evaluate, faithfulness_curve, select_nodes
+from circuits.commands.circuit import load_saes
+from circuits.datasets import load_examples, tokenize_pairs, train_test_split
+
+
+@pytest.fixture(scope="module")
+def model():
+    from activations.models import load_model
+    return load_model("tiny", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def spliced(model, tiny_saes):
+    return SplicedModel(model, load_saes(next(iter(tiny_saes.values())).parent))
+
+
+def test_thresholds_pick_the_right_nodes():
+    scores = {"a": torch.tensor([0.1, -3.0, 0.5]), "b": torch.tensor([[2.0, 0.0], [-0.2, 1.0]])}
+    absolute = select_nodes(scores, "absolute", 1.0)
+    assert absolute["a"].tolist() == [False, True, False] and absolute["b"].tolist() == [[True, False], [False, True]]
+    relative = select_nodes(scores, "relative", 0.5)  # |s| >= 1.5
+    assert count(relative) == 2 and relative["b"][0, 0] and relative["a"][1]
+    top = select_nodes(scores, "topk", 3)
+    assert count(top) == 3 and not top["a"][2] and top["b"][1, 1]
+    with pytest.raises(ToolkitError, match="threshold"):
+        select_nodes(scores, "median", 1)
+    with pytest.raises(ToolkitError, match="out of range"):
+        select_nodes(scores, "relative", 2.0)
+
+
+def test_full_and_empty_circuits_bound_faithfulness(model, spliced):
+    batch = tokenize_pairs(model, load_examples("sva_pp", 12, seed=5))
+    scores = attribute(spliced, batch, "atp").scores
+    everything = select_nodes(scores, "absolute", 0.0)
+    full = evaluate(spliced, batch, everything)
+    assert full["faithfulness"] == pytest.approx(1.0) and full["completeness"] == pytest.approx(0.0)
+    nothing = {h: torch.zeros_like(m) for h, m in everything.items()}
+    empty = evaluate(spliced, batch, nothing)
+    assert empty["faithfulness"] == pytest.approx(0.0) and empty["completeness"] == pytest.approx(1.0)
+    with torch.no_grad():  # m(M) is the unablated model's metric
+        assert full["m_full"] == pytest.approx(float(logit_diff(model.forward(batch.clean), batch).mean()), abs=1e-3)
+
+
+@pytest.mark.slow
+def test_sva_circuit_of_at_most_100_nodes_is_faithful(model, spliced):
+    """Discovered on one half of sva_pp, evaluated on the other half."""
+    discover, evaluate_on = train_test_split(load_examples("sva_pp", 64, seed=0), 0.5, seed=0)
+    found, held = tokenize_pairs(model, discover), tokenize_pairs(model, evaluate_on)
+    scores = attribute(spliced, found, "ig").scores
+    curve = faithfulness_curve(spliced, held, scores, [10, 25, 50, 100])
+    print("SVA (pp) faithfulness curve:", [(p["size"], round(p["faithfulness"], 3)) for p in curve])
+    assert max(p["faithfulness"] for p in curve) >= 0.7
+    assert curve[-1]["faithfulness"] > curve[0]["faithfulness"]
+
+
+def duplicated_name_positions(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The S2 position of each clean IOI prompt (the repeated name), and control prompts with
+    a fresh name there: [N] positions, [N, T] tokens."""
+    fresh = model.tokenizer.encode(" Victor")[0]
+    positions, control = [], batch.clean.clone()
+    for row, tokens in enumerate(batch.clean.tolist()):
+        s2 = max(t for t in range(1, batch.last[row] + 1)
+                 if tokens[t] in tokens[1:t] and model.tokenizer.decode([tokens[t]]).strip().istitle())
+        positions.append(s2)
+        control[row, s2] = fresh
+    return torch.tensor(positions), control
+
+
+@pytest.mark.slow
+def test_ioi_circuit_has_duplicated_name_features(model, spliced):
+    """A feature tracks the duplicated name when its mean activation at S2 (the repeated
+    subject) is at least twice, and 0.5 above, its activation when a fresh name sits there."""
+    batch = tokenize_pairs(model, [e for e in load_examples("ioi", 48, seed=1) if " Victor" not in e.values()])
+    attribution = attribute(spliced, batch, "ig")
+    assert attribution.total > 1.0, "the model does not prefer the indirect object"
+    masks = select_nodes({h: s[:-1] for h, s in attribution.scores.items()}, "topk", 30)
+    s2, control = duplicated_name_positions(model, batch)
+    rows = torch.arange(len(batch))
+    with torch.no_grad():
+        dup, fresh = spliced.values(batch.clean), spliced.values(control)
+    tracking = []
+    for hook, mask in masks.items():
+        for feature in mask.nonzero().squeeze(1).tolist():
+            a = float(dup[hook][0][rows, s2, feature].mean())
+            b = float(fresh[hook][0][rows, s2, feature].mean())
+            if a >= 2 * b and a - b >= 0.5:
+                tracking.append((hook, feature, round(a, 2), round(b, 2)))
+    print("duplicate-name features among the top 30:", tracking)
+    assert tracking

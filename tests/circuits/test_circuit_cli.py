@@ -1,0 +1,67 @@
+"""``sae circuit``: JSON, self-contained HTML, SVG only with graphviz, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from sae.cli import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_saes):
+    return next(iter(tiny_saes.values())).parent
+
+
+def test_sae_circuit_writes_json_and_html(run_dir, tmp_path, capsys):
+    out = tmp_path / "circuit"
+    code = main(["circuit", "--dataset", "sva_pp", "--model", "tiny", "--saes", str(run_dir), "--out", str(out),
+                 "--examples", "16", "--method", "atp", "--value", "20", "--sweep", "5,20"])
+    assert code == 0
+    doc = json.loads((out / "circuit.json").read_text())
+    assert len(doc["nodes"]) == 20
+    node = doc["nodes"][0]
+    assert {"hook", "feature", "position", "attribution", "activation"} <= set(node)
+    assert abs(node["attribution"]) >= max(abs(n["attribution"]) for n in doc["nodes"][1:])
+    ids = {n["id"] for n in doc["nodes"]}
+    assert doc["edges"] and all(e["source"] in ids and e["target"] in ids and "weight" in e for e in doc["edges"])
+    assert [p["size"] for p in doc["meta"]["faithfulness_curve"]] == [5, 20]
+    html = (out / "circuit.html").read_text()
+    assert "<script src=" not in html and "Plotly.newPlot" in html  # plotly.js embedded
+    assert (out / "circuit.svg").exists() == bool(shutil.which("dot"))
+    assert "faithfulness" in capsys.readouterr().out
+
+
+def test_user_json_dataset_and_per_position_nodes(run_dir, tmp_path):
+    from activations.corpus import sva_examples
+    data = tmp_path / "mine.jsonl"
+    data.write_text("\n".join(json.dumps(e) for e in sva_examples(12, seed=4, kind="simple")))
+    assert main(["circuit", "--dataset", str(data), "--saes", str(run_dir), "--out", str(tmp_path / "o"),
+                 "--method", "atp", "--per-position", "--value", "10", "--sweep", "", "--no-edges"]) == 0
+    nodes = json.loads((tmp_path / "o" / "circuit.json").read_text())["nodes"]
+    assert len(nodes) == 10 and all(isinstance(n["position"], int) for n in nodes)
+
+
+def test_svg_needs_graphviz(monkeypatch, tmp_path):
+    from circuits import render
+    doc = {"meta": {}, "nodes": [{"id": "blocks.0.hook_mlp_out/3", "hook": "blocks.0.hook_mlp_out", "feature": 3,
+                                  "kind": "feature", "position": None, "attribution": 1.0, "activation": 2.0}],
+           "edges": []}
+    monkeypatch.setattr(render.shutil, "which", lambda name: None)
+    written = render.write_outputs(doc, tmp_path)
+    assert [p.name for p in written] == ["circuit.json", "circuit.html"]
+
+
+@pytest.mark.parametrize("args, words", [(["--dataset", "nope"], "unknown dataset"),
+                                         (["--dataset", "ioi", "--threshold", "relative", "--value", "3"], "out of range")])
+def test_bad_arguments_are_one_line_errors(run_dir, tmp_path, capsys, args, words):
+    code = main(["circuit", "--saes", str(run_dir), "--out", str(tmp_path), "--method", "atp", "--examples", "8", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and words in err and "\n" not in err
+
+
+def test_missing_sae_folder_is_an_error(tmp_path, capsys):
+    assert main(["circuit", "--dataset", "ioi", "--saes", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
