@@ -224,7 +224,8 @@ def layer_flow(block: FlowLayer, thresholds: Thresholds, tile: int = 2048) -> La
     return LayerFlow(block.layer, similarity, index, classify(similarity, thresholds), thresholds)
 
 
-def feature_flow(folders: list[str | Path], config: FlowConfig | None = None) -> tuple[list[FlowLayer], list[LayerFlow]]:
+def feature_flow(folders: list[str | Path],
+                 config: FlowConfig | None = None) -> tuple[list[FlowLayer], list[LayerFlow]]:
     """Load SAE folders, check them, and classify every complete block's features."""
     config = config or FlowConfig()
     stack = stack_layers([load_directions(f) for f in folders])

@@ -127,3 +127,10 @@ def flow_graph(stack: list[FlowLayer], hook: str, feature: int, chain_threshold:
         _step(graph, block, g, f, sim)
         f = g
     return graph
+
+
+def chain_directions(graph: FlowGraph, stack: list[FlowLayer]) -> list[tuple[str, Tensor]]:
+    """(hook, unit decoder direction [d_in]) of each residual-chain node, in layer order, for
+    ``circuits.interventions.chain_steering``."""
+    dicts = {d.hook: d for block in stack for d in (block.resid_in, block.resid_out)}
+    return [(n.hook, dicts[n.hook].directions[n.feature]) for n in graph.residual_chain()]

@@ -73,10 +73,12 @@ def _check(args, stack, flows) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = FlowConfig(Thresholds(args.resid_threshold, args.module_threshold), _layer_thresholds(args.layer_threshold))
+    default = Thresholds(args.resid_threshold, args.module_threshold)
+    config = FlowConfig(default, _layer_thresholds(args.layer_threshold))
     stack, flows = feature_flow(args.sae_dirs, config)
     chain = args.resid_threshold if args.chain_threshold is None else args.chain_threshold
-    graphs = [flow_graph(stack, hook, feature, chain, args.module_threshold) for hook, feature in _seeds(args, stack, flows)]
+    graphs = [flow_graph(stack, hook, feature, chain, args.module_threshold)
+              for hook, feature in _seeds(args, stack, flows)]
     agreement = _check(args, stack, flows) if args.check_contexts > 0 else None
     paths = write_flow(Path(args.out), stack, flows, graphs, agreement)
     print("block  " + "  ".join(f"{c:>14}" for c in CLASSES))

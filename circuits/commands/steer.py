@@ -50,7 +50,8 @@ def _edits(saes, features, args, length) -> list[Steering]:
 def _print_metrics(label: str, report: dict) -> None:
     for name, r in report.items():
         print(f"  {label}{name}: clean {r['clean']:.4f}  steered {r['edited']:.4f}  "
-              f"effect {r['effect']:+.4f}  random controls {r['control_effect_mean']:+.4f} ± {r['control_effect_std']:.4f}")
+              f"effect {r['effect']:+.4f}  random controls {r['control_effect_mean']:+.4f} "
+              f"± {r['control_effect_std']:.4f}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -69,11 +69,13 @@ def test_unknown_entity_latents_separate_heldout_prompts_and_steer_answers(model
     separation = auroc(score(acts_unknown, top), score(acts_known, top))
     assert separation >= 0.9, (top.tolist(), separation)
 
-    prompts = known_test[:40]
+    prompts, calibration = known_test[:40], known_test[40:60]
     norm = float(model.capture(model.to_tokens(prompts[:1]), [HOOK])[HOOK][0, -1].norm())
+    scale = min((norm * f for f in (0.25, 0.5, 1.0)),  # picked on prompts the assertion does not use
+                key=lambda s: answer_rate(model, calibration, DONT_KNOW, latent_steering(sae, top.tolist(), s)))
     clean = answer_rate(model, prompts, DONT_KNOW)
-    steered = answer_rate(model, prompts, DONT_KNOW, latent_steering(sae, top.tolist(), norm / 2))
+    steered = answer_rate(model, prompts, DONT_KNOW, latent_steering(sae, top.tolist(), scale))
     gen = torch.Generator().manual_seed(0)
-    random_dirs = [Steering(HOOK, torch.randn(192, generator=gen), norm / 2) for _ in top]
+    random_dirs = [Steering(HOOK, torch.randn(192, generator=gen), scale) for _ in top]
     control = answer_rate(model, prompts, DONT_KNOW, random_dirs)
-    assert clean - steered >= 0.3 and clean - steered > clean - control + 0.2, (clean, steered, control)
+    assert clean - steered >= 0.3 and clean - steered > clean - control + 0.2, (clean, steered, control, scale)

@@ -12,7 +12,7 @@ import torch
 from activations.errors import ToolkitError
 from circuits.flow import (CLASSES, FlowConfig, Thresholds, best_matches, classify, feature_flow, load_directions,
                            stack_layers)
-from circuits.flow_graph import flow_graph
+from circuits.flow_graph import chain_directions, flow_graph
 from sae.architectures import ARCHITECTURES
 from sae.config import SAEConfig
 from sae.io import save_sae
@@ -116,7 +116,8 @@ def _chain(tmp_path, n_layers=3):
         attn = _unit(torch.randn(N, D, generator=gen))
         resid = _unit(resid + attn) if layer == 1 else _unit(resid + 0.05 * torch.randn(N, D, generator=gen))
         folders += [_save(tmp_path / f"a{layer}", f"blocks.{layer}.hook_attn_out", attn),
-                    _save(tmp_path / f"m{layer}", f"blocks.{layer}.hook_mlp_out", _unit(torch.randn(N, D, generator=gen))),
+                    _save(tmp_path / f"m{layer}", f"blocks.{layer}.hook_mlp_out",
+                          _unit(torch.randn(N, D, generator=gen))),
                     _save(tmp_path / f"r{layer + 1}", f"blocks.{layer}.hook_resid_post", resid)]
     return folders
 
@@ -128,6 +129,9 @@ def test_flow_graph_follows_the_chain_both_ways(tmp_path):
     assert [n.hook for n in chain] == ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post",
                                        "blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
     assert all(n.feature == 5 for n in chain)
+    steering = chain_directions(graph, stack)
+    assert [h for h, _ in steering] == [n.hook for n in chain]
+    assert torch.allclose(steering[0][1], stack[0].resid_in.directions[5])
     modules = [e for e in graph.edges if e.kind != "resid"]
     assert [(e.kind, e.source) for e in modules] == [("attn", "blocks.1.hook_attn_out:5")]
     cut = flow_graph(stack, "blocks.0.hook_resid_post", 5, chain_threshold=0.999)

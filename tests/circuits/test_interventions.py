@@ -9,8 +9,8 @@ import torch
 from activations.errors import ToolkitError
 from activations.models import load_model
 from circuits.effects import logit_diff, measure, standard_metrics, target_prob
-from circuits.interventions import (FeatureAblation, Recorder, Steering, chain_steering, feature_means, generate, intervene,
-                                    logits, schedule)
+from circuits.interventions import (FeatureAblation, Recorder, Steering, chain_steering, feature_means, generate,
+                                    intervene, logits, schedule)
 from sae.architectures import ARCHITECTURES
 from sae.config import SAEConfig
 
@@ -187,7 +187,8 @@ def test_sae_steer_prints_generations_and_metrics_and_refuses_bad_input(tmp_path
     from sae.cli import main
     from sae.io import save_sae
     folder = save_sae(sae, tmp_path / "sae", metadata={"model_name": "tiny"})
-    args = ["steer", "--sae", str(folder), "--feature", "3", "--scale", "40", "--prompt", "Q: What work does Savric do? A:",
+    args = ["steer", "--sae", str(folder), "--feature", "3", "--scale", "40", "--prompt",
+            "Q: What work does Savric do? A:",
             "--max-new-tokens", "4", "--target", " tailor", "--contexts", "2", "--controls", "2"]
     assert main(args) == 0
     out = capsys.readouterr().out
