@@ -59,9 +59,10 @@ def hook_order(hook: str) -> tuple[int, int]:
 class SplicedModel:
     """A model with SAEs spliced in at their hooks, keeping each SAE's error term.
 
-    ``saes``: hook name -> coder (input hook = output hook). Left alone, the spliced forward
-    returns exactly the activations of the unspliced forward (x is rebuilt as x + 0 while
-    gradients still reach f and e), so the logits equal ``model.forward`` with identity patches.
+    ``saes``: hook name -> coder (input hook = output hook). Left alone, a hook returns its
+    activation x = decode(f) + e unchanged, so the logits equal ``model.forward`` with identity
+    patches exactly; the gradient g reaching x gives the nodes' gradients, f and e being
+    independent inputs of decode(f) + e: ∂m/∂f = g @ W_decᵀ and ∂m/∂e = g (``run(grads=...)``).
     """
 
     def __init__(self, model, saes: dict[str, SparseCoder]):
@@ -88,13 +89,13 @@ class SplicedModel:
         return f, x_hat, x - x_hat
 
     def run(self, tokens: Tensor, edits: dict[str, Edit] | None = None, hooks: list[str] | None = None,
-            extra: dict[str, Callable[[Tensor], Tensor]] | None = None,
-            stop_at: str | None = None) -> tuple[Tensor | None, dict[str, tuple[Tensor, Tensor]]]:
+            extra: dict[str, Callable[[Tensor], Tensor]] | None = None, stop_at: str | None = None,
+            grads: dict[str, Tensor] | None = None) -> tuple[Tensor | None, dict[str, tuple[Tensor, Tensor]]]:
         """Logits [N, T, vocab] and hook -> (f, e) as used, splicing ``hooks`` (default all).
 
         ``edits`` replace (f, e) at their hooks; ``extra`` are plain patches at other hooks
-        (e.g. stop-gradients). Under grad mode f and e keep their gradients (``retain_grad``).
-        ``stop_at``: end the pass right after splicing that hook (logits are then None).
+        (e.g. stop-gradients). ``stop_at``: end the pass right after splicing that hook (logits
+        are then None). ``grads``: filled by the backward pass with hook -> ∂m/∂x [N, T, d].
         """
         edits = edits or {}
         nodes: dict[str, tuple[Tensor, Tensor]] = {}
@@ -103,15 +104,14 @@ class SplicedModel:
             def patch(x: Tensor) -> Tensor:
                 if torch.is_grad_enabled() and not x.requires_grad:
                     x = x.detach().requires_grad_(True)
-                f, x_hat, e = self.split(hook, x)
+                f, _, e = self.split(hook, x)
                 if hook in edits:
                     f, e = edits[hook](f, e)
                     out = self.saes[hook].decode(f).to(x.dtype) + e
                 else:
-                    out = x.detach() + (x_hat - x_hat.detach()) + (e - e.detach())
-                if f.requires_grad:
-                    f.retain_grad()
-                    e.retain_grad()
+                    out = x.clone()
+                if grads is not None and out.requires_grad:
+                    out.register_hook(lambda g, hook=hook: grads.__setitem__(hook, g))
                 nodes[hook] = (f, e)
                 if hook == stop_at:
                     raise _Stop
@@ -179,10 +179,11 @@ def attribute(spliced: SplicedModel, batch: PromptBatch, method: str = "ig", ste
     if steps < 1:
         raise ToolkitError("integrated gradients need at least one step")
     base = _baselines(spliced, batch, baseline)
-    logits, clean = spliced.run(batch.clean)
+    x_grads: dict[str, Tensor] = {}
+    logits, clean = spliced.run(batch.clean, grads=x_grads)
     m_clean = metric(logits, batch)
     m_clean.sum().backward()
-    grads = {h: (f.grad, e.grad) for h, (f, e) in clean.items()}
+    grads = {h: (x_grads[h] @ spliced.saes[h].W_dec.t(), x_grads[h]) for h in clean}
     clean = {h: (f.detach(), e.detach()) for h, (f, e) in clean.items()}
     deltas = {h: (clean[h][0] - base[h][0], clean[h][1] - base[h][1]) for h in clean}
     if method == "ig":

@@ -6,7 +6,7 @@ ablating the SAE features it uses that a judge deems task-irrelevant.
 2. ``train_probe``: logistic regression on activations at ``hook`` mean-pooled over the real
    tokens (BOS excluded), trained on the ambiguous set.
 3. ``probe_attribution``: attribution patching of the probe logit to every feature at or
-   before ``hook``, zero baseline: mean |∇logit · f| over examples, [d_sae] per hook.
+   before ``hook``, zero baseline: mean over examples of |Σ_t ∇logit · f|, [d_sae] per hook.
 4. ``ablate``: the user's features (hook -> index list) are zero-ablated in the spliced
    model (errors kept) and the pooled activations recomputed.
 5. ``shift``: probe accuracy on the balanced set (profession label) before and after.
@@ -52,17 +52,18 @@ def upstream_hooks(spliced: SplicedModel, hook: str) -> list[str]:
 
 
 def pooled(spliced: SplicedModel, texts: Texts, hook: str, ablated: Features | None = None,
-           keep_graph: bool = False) -> tuple[Tensor, dict[str, tuple[Tensor, Tensor]]]:
+           grads: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, tuple[Tensor, Tensor]]]:
     """Mean over real tokens of the activation at ``hook`` [N, d], with ``ablated`` features
-    zeroed; also hook -> (f, e) of the pass."""
+    zeroed; also hook -> (f, e) of the pass. With ``grads``, the pass keeps its graph and a
+    backward fills hook -> ∂/∂x at the hooks before ``hook``."""
     hooks = upstream_hooks(spliced, hook)
     edits = {}
     for h, indices in (ablated or {}).items():
         mask = torch.ones(spliced.d_sae(h) + 1, dtype=torch.bool)
         mask[indices] = False
         edits[h] = keep_edit(mask, (torch.zeros(()), torch.zeros(())))
-    with torch.set_grad_enabled(keep_graph):
-        _, nodes = spliced.run(texts.tokens, edits, hooks=hooks, stop_at=hook)
+    with torch.set_grad_enabled(grads is not None):
+        _, nodes = spliced.run(texts.tokens, edits, hooks=hooks, stop_at=hook, grads=grads)
         f, e = nodes[hook]
         x = spliced.saes[hook].decode(f) + e
         real = texts.real.to(x)[..., None]
@@ -100,13 +101,12 @@ def train_probe(x: Tensor, labels: Tensor, steps: int = 300, lr: float = 0.05, w
 
 def probe_attribution(spliced: SplicedModel, texts: Texts, hook: str, probe: Probe) -> dict[str, Tensor]:
     """hook -> [d_sae] mean |∇ probe logit · f| over examples (zero-baseline AtP)."""
-    x, nodes = pooled(spliced, texts, hook, keep_graph=True)
+    grads: dict[str, Tensor] = {}
+    x, nodes = pooled(spliced, texts, hook, grads=grads)
     probe.logit(x).sum().backward()
-    scores = {}
-    for h, (f, e) in nodes.items():
-        per_example = torch.cat([f.grad * f, (e.grad * e).sum(-1, keepdim=True)], -1).sum(1).abs()
-        scores[h] = per_example.mean(0)[:-1].detach()
-    return scores
+    real = texts.real.float()
+    grads[hook] = (real / real.sum(1, keepdim=True))[..., None] * probe.weight  # the pooling, by hand
+    return {h: ((grads[h] @ spliced.saes[h].W_dec.t()) * f.detach()).sum(1).abs().mean(0) for h, (f, _) in nodes.items()}
 
 
 def select_by_cue(spliced: SplicedModel, judge: Texts, hook: str, scores: dict[str, Tensor], top: int = 50) -> Features:
