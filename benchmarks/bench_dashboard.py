@@ -66,7 +66,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     acts, sae = prepare(args, work)
     results = {}
-    for label, tokens in (("quarter", args.tokens // 4), ("full", args.tokens)):
+    for label, tokens in (("full", args.tokens), ("quarter", args.tokens // 4)):
         cmd = [sys.executable, "-m", "sae", "dashboard", sae, "--acts", acts, "--features", args.features,
                "--tokens", str(tokens), "--out", str(work / f"dash-{label}"), "--overwrite", "--no-progress"]
         results[label] = {"tokens": tokens, **run_measured(cmd)}
