@@ -124,6 +124,10 @@ TRAIN_FRAMES: tuple[Frame, ...] = (
     Frame("simple", "My {S}"),
     Frame("simple", "Our {adj} {S}"),
     Frame("simple", "{N} says that the {S}"),
+    Frame("simple", "He thinks that the {S}"),
+    Frame("simple", "We all know that the {S}"),
+    Frame("simple", "It is clear that the {adj} {S}"),
+    Frame("simple", "Today the {S}"),
     Frame("pp", "The {S} {p} the {A}"),
     Frame("pp", "The {adj} {S} {p} the {A}"),
     Frame("pp", "My {S} {p} the {A}"),
@@ -138,8 +142,8 @@ TRAIN_FRAMES: tuple[Frame, ...] = (
 
 HELDOUT_FRAMES: tuple[Frame, ...] = (
     Frame("simple", "Everyone agrees that the {S}"),
-    Frame("simple", "Your {adj} {S}"),
-    Frame("simple", "{N} thinks that the {S}"),
+    Frame("simple", "Yesterday she said that the {S}"),
+    Frame("simple", "I know that the {adj} {S}"),
     Frame("pp", "The {S} {p} the {adj} {A}"),
     Frame("pp", "Our {S} {pn} {N}"),
     Frame("rc", "The {S} that the {adj} {A} {v}", ANY, ANIMATE, "S"),

@@ -36,6 +36,26 @@ TRAIN_TEMPLATES: tuple[str, ...] = (
     "{A} and {B} sat in the {place} for a while. Then {S} read a story to",
 )
 
+# Composed training prompts: an opener that introduces {A} and {B}, then an action of {S}
+# towards the indirect object. Hundreds of combinations teach the model that IOI does not
+# depend on the wording; none of them spells a held-out template (see the test).
+OPENERS: tuple[str, ...] = (
+    "When {A} and {B} went to the {place},", "While {A} and {B} were at the {place},",
+    "After {A} and {B} arrived at the {place},", "Then, {A} and {B} went to the {place}.",
+    "{A} and {B} were at the {place}.", "Later that day, {A} and {B} met at the {place}.",
+    "In the morning, {A} and {B} walked to the {place}.", "{A} and {B} had lunch at the {place}, and then",
+    "Because {A} and {B} were at the {place},", "The day {A} and {B} went to the {place},",
+    "{A} and {B} stayed at the {place} all day. Later", "Once {A} and {B} got to the {place},",
+)
+ACTIONS: tuple[str, ...] = (
+    "{S} gave a {obj} to", "{S} gave the {obj} to", "{S} handed a {obj} to", "{S} brought a {obj} for",
+    "{S} showed the {obj} to", "{S} threw a {obj} to", "{S} sold a {obj} to", "{S} lent a {obj} to",
+    "{S} offered a {obj} to", "{S} bought a {obj} for", "{S} made a {obj} for", "{S} said goodbye to",
+    "{S} waved to", "{S} read a story to", "{S} sent a {obj} to", "{S} returned the {obj} to",
+    "{S} wanted to give a {obj} to", "{S} explained the plan to", "{S} sang a song for",
+    "{S} took a photo of", "{S} smiled at", "{S} talked to",
+)
+
 HELDOUT_TEMPLATES: tuple[str, ...] = (
     "After lunch, {A} and {B} went to the {place}. {S} handed the {obj} to",
     "When {A} and {B} reached the {place}, {S} passed the {obj} to",
@@ -60,9 +80,14 @@ def templates_for(split: str) -> tuple[str, ...]:
 def ioi_prompt(rng: random.Random, split: str) -> tuple[str, str, str, str]:
     """One IOI prompt: (clean prefix, patch prefix, indirect object, subject).
 
-    The patch prefix repeats the other name, so its answer is the clean subject.
+    Training prompts are a fixed template or (half of the time) a composed opener + action;
+    held-out prompts use ``HELDOUT_TEMPLATES`` only. The patch prefix repeats the other
+    name, so its answer is the clean subject.
     """
-    template = rng.choice(templates_for(split))
+    if split == "train" and rng.random() < 0.5:
+        template = f"{rng.choice(OPENERS)} {rng.choice(ACTIONS)}"
+    else:
+        template = rng.choice(templates_for(split))
     a, b = rng.sample(names_for(split, "ioi"), 2)
     io, s = (a, b) if rng.random() < 0.5 else (b, a)
     fill = dict(A=a, B=b, place=rng.choice(PLACES), obj=rng.choice(OBJECTS))

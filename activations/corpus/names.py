@@ -29,6 +29,20 @@ HELDOUT_NAMES: tuple[str, ...] = (
 
 ALL_NAMES: tuple[str, ...] = TRAIN_NAMES + HELDOUT_NAMES
 
+FEMALE_NAMES: frozenset[str] = frozenset((
+    "Mary", "Anna", "Sarah", "Emma", "Lucy", "Kate", "Laura", "Alice", "Clara", "Ella", "Grace",
+    "Helen", "Julia", "Lisa", "Maria", "Nina", "Olivia", "Rose", "Ruth", "Sophie", "Amy", "Beth",
+    "Jane", "Jill", "Joan", "Kim", "Lily", "Mia", "Nora", "Eva", "Zoe", "Ivy", "Jenny", "Holly",
+    "Fiona", "Diana", "Irene", "Linda", "Megan", "Rachel", "Susan", "Tina", "Wendy", "Vera",
+    "Carol", "Emily", "Hannah", "Martha", "Paula", "Bella", "Chloe", "Dora", "Edith", "Flora",
+    "Gina", "Iris", "Judy", "Kara", "Mona", "Ruby", "Tessa",
+))
+
+
+def pronouns(name: str) -> tuple[str, str]:
+    """(subject, possessive) pronoun for a first name: ("she", "her") or ("he", "his")."""
+    return ("she", "her") if name in FEMALE_NAMES else ("he", "his")
+
 def names_for(split: str, role: str) -> tuple[str, ...]:
     """The names a generator may use.
 

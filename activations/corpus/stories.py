@@ -28,7 +28,6 @@ _VIGNETTES = (
     "{N} spent the day at the {place} and worked on a {obj}.",
     "{N} wanted to send a postcard from the {place}.",
     "Everyone agrees that {N} is kind. {N} thinks so too.",
-    "{N} said: Your {obj} is on the table.",
 )
 
 _OPENINGS = ("On {day}, {N} went to {city}.", "One morning in {month}, {N} walked to {city}.",

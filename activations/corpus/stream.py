@@ -11,12 +11,14 @@ from activations.corpus.dialogue import dialogue
 from activations.corpus.ioi import ioi_document
 from activations.corpus.lists import repeated_list
 from activations.corpus.misc import misc_document
+from activations.corpus.people import profile
 from activations.corpus.names import names_for
 from activations.corpus.world import world_document
 
 # kind -> share of documents
-MIXTURE: dict[str, float] = {"ioi": 0.28, "agreement": 0.2, "world": 0.18, "dialogue": 0.08,
-                             "lists": 0.08, "vignette": 0.08, "story": 0.05, "misc": 0.05}
+MIXTURE: dict[str, float] = {"ioi": 0.3, "agreement": 0.15, "profile": 0.15, "world": 0.1,
+                             "dialogue": 0.08, "lists": 0.08, "vignette": 0.06, "story": 0.04,
+                             "misc": 0.04}
 
 
 def _document(kind: str, rng: random.Random, split: str) -> str:
@@ -35,6 +37,8 @@ def _document(kind: str, rng: random.Random, split: str) -> str:
         return stories.story(rng, names)
     if kind == "lists":
         return repeated_list(rng, names)
+    if kind == "profile":
+        return profile(rng, names)
     return misc_document(rng, names)
 
 

@@ -53,6 +53,8 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     warmup: int = 200
     weight_decay: float = 0.1
+    tie_embeddings: bool = True
+    decay_embeddings: bool = True  # apply weight decay to the token/position embeddings
     grad_clip: float = 1.0
     bf16: bool = True  # bf16 autocast for matmuls; weights and the saved checkpoint stay fp32
     threads: int = 2
@@ -60,6 +62,7 @@ class TrainConfig:
     eval_contexts: int = 64
     log_every: int = 50
     eval_every: int = 0  # >0: print quick held-out IOI/SVA accuracies every this many steps
+    init_from: str = ""  # continue training this checkpoint folder (its tokenizer and weights)
 
 
 def train_tokenizer(cfg: TrainConfig):
@@ -82,7 +85,8 @@ def build_model(cfg: TrainConfig):
 
     config = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context, n_embd=cfg.n_embd,
                         n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0,
-                        attn_pdrop=0.0, bos_token_id=0, eos_token_id=0, tie_word_embeddings=True)
+                        attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+                        tie_word_embeddings=cfg.tie_embeddings)
     torch.manual_seed(cfg.seed)
     return GPT2LMHeadModel(config)
 
@@ -103,8 +107,10 @@ def shorten(batch: torch.Tensor, length: int, bos: int) -> torch.Tensor:
 
 
 def _optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    embeddings = {id(model.transformer.wte.weight), id(model.transformer.wpe.weight)}
+    decayed = lambda p: p.dim() >= 2 and (cfg.decay_embeddings or id(p) not in embeddings)
+    decay = [p for p in model.parameters() if decayed(p)]
+    no_decay = [p for p in model.parameters() if not decayed(p)]
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
 
@@ -199,12 +205,14 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(cfg)
-    if len(tokenizer) > cfg.vocab_size:
-        raise ValueError(f"tokenizer has {len(tokenizer)} tokens, more than vocab_size {cfg.vocab_size}")
-    print(f"tokenizer: {len(tokenizer)} tokens ({time.time() - start:.0f} s)", flush=True)
-
-    model = build_model(cfg)
+    if cfg.init_from:
+        model, tokenizer = load_checkpoint(cfg.init_from)
+    else:
+        tokenizer = train_tokenizer(cfg)
+        if len(tokenizer) > cfg.vocab_size:
+            raise ValueError(f"tokenizer has {len(tokenizer)} tokens, more than vocab_size {cfg.vocab_size}")
+        print(f"tokenizer: {len(tokenizer)} tokens ({time.time() - start:.0f} s)", flush=True)
+        model = build_model(cfg)
     opt = _optimizer(model, cfg)
     contexts = TokenData("tinyworld", tokenizer, context=cfg.context, seed=cfg.seed, split="train").iter_contexts()
     history = []
@@ -246,6 +254,12 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     return summary
 
 
+def load_checkpoint(folder: str):
+    """(model, tokenizer) of a checkpoint folder written by ``save``, to continue training."""
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+    return GPT2LMHeadModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+
+
 def save(model, tokenizer, out: Path) -> None:
     """Write the HuggingFace folder, readable by everyone (it ships as package data)."""
     model.save_pretrained(out)
@@ -268,7 +282,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         elif f.name == "out":
             parser.add_argument(flag, required=True, help="output folder (HuggingFace checkpoint)")
         else:
-            parser.add_argument(flag, type={"int": int, "float": float}[f.type], default=f.default)
+            parser.add_argument(flag, type={"int": int, "float": float, "str": str}[f.type], default=f.default)
     return TrainConfig(**vars(parser.parse_args(argv)))
 
 

@@ -8,7 +8,7 @@ from itertools import islice
 import pytest
 
 from activations import corpus
-from activations.corpus import agreement, ioi, lexicon, names, world
+from activations.corpus import agreement, ioi, lexicon, names, people, world
 from activations.corpus.stream import iter_tagged_documents
 
 SAMPLE = 20_000  # documents scanned for held-out leaks (about 2 MB of text)
@@ -150,7 +150,9 @@ def test_ioi_examples_are_well_formed(split):
     examples = corpus.ioi_examples(200, seed=3, split=split)
     assert examples == corpus.ioi_examples(200, seed=3, split=split)
     pool = set(names.TRAIN_NAMES if split == "train" else names.HELDOUT_NAMES)
-    templates = ioi.TRAIN_TEMPLATES if split == "train" else ioi.HELDOUT_TEMPLATES
+    composed = [f"{o} {a}" for o in ioi.OPENERS for a in ioi.ACTIONS]
+    templates = [*ioi.TRAIN_TEMPLATES, *composed] if split == "train" else ioi.HELDOUT_TEMPLATES
+    assert not set(composed) & set(ioi.HELDOUT_TEMPLATES)
     for e in examples:
         assert set(e) == {"clean_prefix", "clean_answer", "patch_prefix", "patch_answer"}
         io, s = e["clean_answer"][1:], e["patch_answer"][1:]
@@ -204,6 +206,30 @@ def test_heldout_stream_uses_only_heldout_pools():
         assert not trained.search(doc), doc
         if kind == "ioi":
             assert any(p.search(doc) for p in HELDOUT_REGEXES[:len(ioi.HELDOUT_TEMPLATES)]), doc
+
+
+def test_profiles_state_each_persona_truly(train_docs):
+    qa = re.compile(r"^Q: What pet does (\w+) have\? A: \1 has an? (\w+)\.$", re.M)
+    pets = [m.groups() for kind, doc in train_docs if kind == "profile" for m in qa.finditer(doc)]
+    assert pets and all(people.PERSONAS[name].pet == pet for name, pet in pets)
+    assert len({p.name for p in people.PERSONAS.values()}) == len(names.ALL_NAMES)
+    said = re.compile(r"\b(\w+)'s best friend is (\w+)\.")
+    friends = [m.groups() for kind, doc in train_docs if kind == "profile" for m in said.finditer(doc)]
+    assert friends and all(people.PERSONAS[name].friend == friend != name for name, friend in friends)
+    mutual = [n for n, p in people.PERSONAS.items() if people.PERSONAS[p.friend].friend == n]
+    assert len(mutual) >= len(names.ALL_NAMES) - 1
+
+
+def test_dialogue_speakers_address_each_other(train_docs):
+    for kind, doc in train_docs[:3000]:
+        if kind != "dialogue":
+            continue
+        turns = [line.split(": ", 1) for line in doc.split("\n")]
+        speakers = [speaker for speaker, _ in turns]
+        assert len(set(speakers)) == 2 and all(a != b for a, b in zip(speakers, speakers[1:]))
+        for speaker, text in turns:
+            other = (set(speakers) - {speaker}).pop()
+            assert other in text and speaker not in text
 
 
 def test_misc_arithmetic_and_code_are_true():

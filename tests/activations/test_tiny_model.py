@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 import torch
 
 from activations import corpus
+from activations.corpus import ioi, lexicon, names
 from activations.tiny import CHECKPOINT_DIR
 from activations.tiny.train import answer_entities, heldout_loss, main, pair_accuracy
 
 N_EXAMPLES = 300
 LOSS_MARGIN = 0.05
-LOSS_SANITY_BOUND = 2.5  # nats/token; a model that learned nothing sits near ln(4096) = 8.3
+LOSS_SANITY_BOUND = 3.0  # nats/token on the held-out stream (unseen templates, names, phrasings);
+# a model that learned nothing sits near ln(4096) = 8.3, a unigram model near 5
 
 
 @pytest.fixture(scope="module")
@@ -42,22 +45,40 @@ def test_checkpoint_is_a_small_gpt2(loaded):
     assert size <= 15 * 2**20
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall (issue 2): the shipped checkpoint has not learned IOI "
-                   "yet (held-out accuracy ~0.50, see training_summary.json); remove this mark when it has")
+@pytest.mark.xfail(strict=True, reason="known shortfall (issue 2): on held-out IOI templates the shipped "
+                   "checkpoint scores ~0.79 (1.00 on training templates); remove this mark when it reaches 0.95")
 def test_ioi_accuracy_on_heldout_templates_and_names(loaded):
     assert pair_accuracy(*loaded, corpus.ioi_examples(N_EXAMPLES, seed=1)) >= 0.95
 
 
+def _ioi_with(template_split: str, name_split: str, n: int, seed: int = 1) -> list[dict]:
+    rng = random.Random(f"ioi-split-test:{seed}")
+    examples = []
+    for _ in range(n):
+        template = rng.choice(ioi.templates_for(template_split))
+        a, b = rng.sample(names.names_for(name_split, "ioi"), 2)
+        io, s = (a, b) if rng.random() < 0.5 else (b, a)
+        fill = dict(A=a, B=b, place=rng.choice(lexicon.PLACES), obj=rng.choice(lexicon.OBJECTS))
+        examples.append({"clean_prefix": template.format(S=s, **fill), "clean_answer": " " + io,
+                         "patch_answer": " " + s})
+    return examples
+
+
+def test_ioi_generalises_to_names_never_seen_in_ioi_text(loaded):
+    """Held-out names (never in an IOI, agreement or dialogue training sentence) in the
+    training templates: the model has learned IOI as an operation on names, not per name."""
+    assert pair_accuracy(*loaded, _ioi_with("train", "heldout", N_EXAMPLES)) >= 0.95
+    assert pair_accuracy(*loaded, _ioi_with("train", "train", N_EXAMPLES)) >= 0.95
+
+
 @pytest.mark.parametrize("kind", [
     pytest.param("simple", marks=pytest.mark.xfail(strict=True, reason="known shortfall (issue 2): simple "
-                                                   "agreement is ~0.66 on the shipped checkpoint; retrain")),
+                                                   "agreement is ~0.90 on the shipped checkpoint; retrain")),
     "pp", "rc"])
 def test_agreement_accuracy_on_heldout_frames(loaded, kind):
     assert pair_accuracy(*loaded, corpus.sva_examples(N_EXAMPLES, seed=1, kind=kind)) >= 0.95
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall (issue 2): the corpus changed after the shipped "
-                   "checkpoint was trained, so its recorded held-out loss (2.85) is below today's (3.53)")
 def test_heldout_loss_matches_the_recorded_one(loaded, summary):
     loss = heldout_loss(*loaded, summary["config"]["eval_contexts"], seed=0)
     assert loss <= summary["heldout_loss"] + LOSS_MARGIN
