@@ -64,6 +64,6 @@ def tiny_saes(request) -> dict[str, Path]:
     folders = {}
     for folder in sorted((root / "run" / "saes").iterdir()):
         cfg = json.loads((folder / "cfg.json").read_text())
-        folders[cfg["hook_name"]] = folder
+        folders[cfg["metadata"]["hook_name"]] = folder
     assert sorted(folders) == sorted(NODE_HOOKS), folders
     return folders
