@@ -86,5 +86,6 @@ def test_tiny_loads_through_the_gpt2_path_and_matches_transformerlens():
     ours = model.capture(tokens, hooks)
     _, cache = model.bridge.run_with_cache(tokens, names_filter=hooks)
     for hook in hooks:
+        # float32 noise only: the residual stream reaches norms of ~100, so tolerance is relative
         torch.testing.assert_close(ours[hook], cache[hook].flatten(-2) if cache[hook].dim() == 4 else cache[hook],
-                                   rtol=0, atol=1e-5)
+                                   rtol=1e-5, atol=1e-5)
