@@ -16,6 +16,7 @@ import os
 import queue
 import shutil
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -256,16 +257,45 @@ def _harvest_shards(model: LoadedModel, cfg: HarvestConfig, plan: dict, hooks: l
     per_shard, n_contexts = plan["contexts_per_shard"], plan["n_contexts"]
     planned = sum(min(per_shard, n_contexts - i * per_shard) for i in indices) * plan["dataset"]["context"]
     bar = tqdm(total=planned, unit="tok", unit_scale=True, desc="harvest", disable=not show)
-    stream, position = data.iter_contexts(), 0
+    shards = _shard_tokens(data.iter_contexts(), indices, per_shard, n_contexts)
+    for index, first, tokens in prefetched(shards):  # the next shard's text is made during this forward
+        writer.submit(index, _shard_tensors(model, tokens, first, hooks, plan, cfg.batch_contexts, data.bos))
+        bar.update(tokens.numel())
+    bar.close()
+
+
+def _shard_tokens(stream: Iterator[list[int]], indices: list[int], per_shard: int,
+                  n_contexts: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """(shard index, first context, tokens [n, T]) of each shard in ``indices`` (ascending)."""
+    position = 0
     for index in indices:
         first = index * per_shard
         count = min(per_shard, n_contexts - first)
         rows = list(islice(stream, first - position, first - position + count))
         position = first + count
-        tokens = torch.tensor(rows, dtype=torch.long)
-        writer.submit(index, _shard_tensors(model, tokens, first, hooks, plan, cfg.batch_contexts, data.bos))
-        bar.update(tokens.numel())
-    bar.close()
+        yield index, first, torch.tensor(rows, dtype=torch.long)
+
+
+def prefetched(items: Iterator, depth: int = 1) -> Iterator:
+    """``items``, produced by a background thread up to ``depth`` ahead of the consumer; an
+    exception in the producer is raised in the consumer."""
+    pending: queue.Queue = queue.Queue(maxsize=depth)
+    end = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                pending.put(item)
+        except BaseException as err:  # handed to the consumer, which re-raises it
+            pending.put(err)
+            return
+        pending.put(end)
+
+    threading.Thread(target=produce, daemon=True, name="harvest-prefetch").start()
+    while (item := pending.get()) is not end:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def _shard_tensors(model: LoadedModel, tokens: torch.Tensor, first: int, hooks: list[str], plan: dict,

@@ -204,3 +204,17 @@ def test_torchrun_two_ranks_make_the_same_store(toy_gpt2_dir, text_file, tmp_pat
     assert tokens(single) == tokens(multi)
     assert _shard_hashes(tmp_path / "single") == _shard_hashes(tmp_path / "multi")
     assert single.manifest["stats"] == multi.manifest["stats"]
+
+
+def test_prefetched_keeps_order_and_raises_the_producers_error():
+    from activations.harvest import prefetched
+    assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("corpus broke")
+    got = []
+    with pytest.raises(ValueError, match="corpus broke"):
+        for item in prefetched(failing()):
+            got.append(item)
+    assert got == [1]
