@@ -21,7 +21,6 @@ held-out rows (the last ``--eval-tokens`` of the file).
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 import traceback
@@ -29,16 +28,11 @@ import traceback
 import torch
 from safetensors.torch import load_file
 
+from peer_args import common_parser
+
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--acts", required=True, help="safetensors file with a tensor 'acts' [N, d] float32")
-    p.add_argument("--k", type=int, default=32)
-    p.add_argument("--expansion", type=int, default=16)
-    p.add_argument("--batch", type=int, default=4096, help="tokens per step")
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--warmup", type=int, default=2, help="first steps left out of the timing")
-    p.add_argument("--threads", type=int, default=2)
+    p = common_parser(__doc__.splitlines()[0])
     p.add_argument("--lr", type=float, default=0.0, help="0: SAELens's default, 3e-4")
     p.add_argument("--dead-tokens", type=int, default=0, help="0: SAELens's default window, 1000 steps")
     p.add_argument("--sparse-activations", action="store_true", help="SAELens's use_sparse_activations")

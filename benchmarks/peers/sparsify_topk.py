@@ -32,6 +32,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from peer_args import common_parser
+
 
 class RowLookup(nn.Module):
     """The one "layer": token ids [B, T] -> rows of ``acts`` [B, T, d]."""
@@ -76,14 +78,7 @@ class RowIds(torch.utils.data.Dataset):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--acts", required=True, help="safetensors file with a tensor 'acts' [N, d] float32")
-    p.add_argument("--k", type=int, default=32)
-    p.add_argument("--expansion", type=int, default=16)
-    p.add_argument("--batch", type=int, default=4096, help="tokens per step")
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--warmup", type=int, default=2, help="first steps left out of the timing")
-    p.add_argument("--threads", type=int, default=2)
+    p = common_parser(__doc__.splitlines()[0])
     p.add_argument("--lr", type=float, default=0.0, help="0: sparsify's own rule for the optimizer")
     p.add_argument("--optimizer", choices=["signum", "adam"], default="signum", help="sparsify's default: signum")
     p.add_argument("--auxk-alpha", type=float, default=1 / 32, help="sparsify's default is 0 (AuxK off)")
