@@ -27,8 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--correlated", type=int, default=defaults.correlated, help="correlated features listed")
     parser.add_argument("--logits", type=int, default=defaults.logits, help="top and bottom logit tokens listed")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--flow", help='JSON {"features": {"<index>": [{...}, ...]}} of flow neighbours')
-    parser.add_argument("--circuits", help='JSON {"features": {"<index>": [{...}, ...]}} of circuit membership')
+    parser.add_argument("--flow", action="append", metavar="PATH",
+                        help="flow neighbours: the --out folder of `sae flow`, or a JSON file "
+                             '{"features": {"<index>": [{...}, ...]}}; repeatable')
+    parser.add_argument("--circuits", action="append", metavar="PATH",
+                        help="circuit membership: the --out folder of `sae circuit` (or its circuit.json), or a "
+                             'JSON file {"features": {"<index>": [{...}, ...]}}; repeatable')
     parser.add_argument("--neuronpedia", metavar="DIR", help="also write Neuronpedia batch files into DIR")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dashboard in --out")

@@ -27,7 +27,8 @@ from activations.store import ActivationStore
 from circuits.dashboard import render
 from circuits.dashboard.contexts import Context, gather_contexts
 from circuits.dashboard.logits import logit_effects, writes_residual
-from circuits.dashboard.schema import INDEX_SCHEMA, SCHEMA, load_neighbours
+from circuits.dashboard.neighbours import read_neighbours
+from circuits.dashboard.schema import INDEX_SCHEMA, SCHEMA
 from circuits.dashboard.stats import FeatureStats
 from sae.io import load_sae
 
@@ -52,8 +53,8 @@ class DashboardConfig:
     logits: int = 10
     batch_size: int = 4096
     seed: int = 0
-    flow: str | None = None
-    circuits: str | None = None
+    flow: str | list[str] | None = None  # `sae flow` --out folder(s), or flat JSON (circuits.dashboard.neighbours)
+    circuits: str | list[str] | None = None  # `sae circuit` --out folder(s) / circuit.json, or flat JSON
     overwrite: bool = False
     progress: bool = True
 
@@ -184,7 +185,7 @@ def build_dashboard(cfg: DashboardConfig) -> Path:
         raise ToolkitError(f"the SAE reads {sae.d_in}-wide activations but {hook} in '{cfg.acts}' is "
                            f"{store.widths[hook]} wide")
     chosen = parse_features(cfg.features, sae.d_sae)
-    flow, circuits = load_neighbours(cfg.flow, "--flow"), load_neighbours(cfg.circuits, "--circuits")
+    flow, circuits = read_neighbours(cfg.flow, "--flow", hook), read_neighbours(cfg.circuits, "--circuits", hook)
     model = load_model(store.model_name, device="cpu")
     vocab = _token_strings(model)
     stats = FeatureStats(torch.tensor(chosen), sae.d_sae, cfg.top_k, cfg.reservoir, seed=cfg.seed)

@@ -169,6 +169,8 @@ def test_ioi_examples_are_well_formed(split):
 def test_sva_examples_are_well_formed(kind, split):
     examples = corpus.sva_examples(200, seed=1, split=split, kind=kind)
     frames = agreement.frames_for(split, kind)
+    if split == "train" and kind in ("simple", "all"):
+        frames += agreement.composed_simple_frames()
     verbs = {(v.singular, v.plural) for v in agreement.VERBS}
     plural_subjects = 0
     for e in examples:

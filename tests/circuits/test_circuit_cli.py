@@ -32,6 +32,18 @@ def test_sae_circuit_writes_json_and_html(run_dir, tmp_path, capsys):
     assert "<script src=" not in html and "Plotly.newPlot" in html  # plotly.js embedded
     assert (out / "circuit.svg").exists() == bool(shutil.which("dot"))
     assert "faithfulness" in capsys.readouterr().out
+    # `sae dashboard --circuits OUT` reads the folder as is: each feature node of the SAE's hook.
+    from circuits.dashboard.neighbours import read_neighbours
+    features = [n for n in doc["nodes"] if n["kind"] == "feature"]
+    hook = features[0]["hook"]
+    members = read_neighbours(str(out), "--circuits", hook)
+    expected = [n for n in features if n["hook"] == hook]
+    assert sum(map(len, members.values())) == len(expected)
+    for n in expected:
+        entry = next(e for e in members[n["feature"]] if e["node"] == n["id"])
+        assert entry["circuit"] == "sva_pp" and entry["attribution"] == n["attribution"]
+        assert entry["rank"] == doc["nodes"].index(n) + 1 and entry["of"] == 20
+    assert read_neighbours(str(out / "circuit.json"), "--circuits", hook) == members
 
 
 def test_user_json_dataset_and_per_position_nodes(run_dir, tmp_path):

@@ -46,8 +46,17 @@ def dash(setup, tmp_path_factory):
     flow = out.parent / "flow.json"
     flow.write_text(json.dumps({"features": {"2": [{"hook": "blocks.0.hook_resid_post", "feature": 11,
                                                     "similarity": 0.8}]}}))
+    circuit = out.parent / "circ"  # the shape `sae circuit --out circ` writes (see test_circuit_cli)
+    circuit.mkdir()
+    (circuit / "circuit.json").write_text(json.dumps({"meta": {"dataset": "ioi"}, "edges": [], "nodes": [
+        {"id": f"{HOOK}:2", "hook": HOOK, "feature": 2, "kind": "feature", "position": None,
+         "attribution": 0.5, "activation": 1.5},
+        {"id": f"{HOOK}:err", "hook": HOOK, "feature": None, "kind": "error", "position": None,
+         "attribution": 0.2, "activation": 3.0},
+        {"id": "blocks.9.hook_mlp_out:3", "hook": "blocks.9.hook_mlp_out", "feature": 3, "kind": "feature",
+         "position": None, "attribution": 0.1, "activation": 1.0}]}))
     assert main(["dashboard", sae, "--acts", acts, "--features", "0:24,50", "--out", str(out), "--flow", str(flow),
-                 "--neuronpedia", str(out.parent / "np"), "--no-progress"]) == 0
+                 "--circuits", str(circuit), "--neuronpedia", str(out.parent / "np"), "--no-progress"]) == 0
     return out
 
 
@@ -148,7 +157,9 @@ def test_correlated_features_use_global_pearson(dash, brute):
 def test_flow_neighbours_and_neuronpedia_batches(dash):
     assert _record(dash, 2)["flow_neighbours"] == [{"hook": "blocks.0.hook_resid_post", "feature": 11,
                                                     "similarity": 0.8}]
-    assert _record(dash, 3)["flow_neighbours"] == [] and _record(dash, 3)["circuits"] is None
+    assert _record(dash, 3)["flow_neighbours"] == [] and _record(dash, 3)["circuits"] == []
+    assert _record(dash, 2)["circuits"] == [{"circuit": "ioi", "node": f"{HOOK}:2", "rank": 1, "of": 3,
+                                             "position": None, "attribution": 0.5, "activation": 1.5}]
     assert "blocks.0.hook_resid_post" in (dash / "features" / "2.html").read_text()
     (batch,) = [json.loads(p.read_text()) for p in (dash.parent / "np").glob("batch-*.json")]
     assert batch["layer"] == 1 and batch["sae_set"] == "sae" and len(batch["features"]) == 25

@@ -220,3 +220,29 @@ def test_removing_a_flow_feature_changes_its_successor_more_than_random_features
     assert tried >= 10
     flow_rate, random_rate = sum(drops["flow"]) / tried, sum(drops["random"]) / tried
     assert flow_rate > 0.5 and flow_rate > random_rate + 0.3, (flow_rate, random_rate)
+
+
+def test_dashboard_reads_flow_neighbours_from_the_flow_folder(tmp_path):
+    """`sae dashboard --flow FLOW_DIR` needs no conversion: each SAE gets its predecessors (as a
+    block's outgoing residual) and its successors (as the next block's incoming residual)."""
+    import csv
+
+    from circuits.dashboard.neighbours import read_neighbours
+    from sae.cli import main
+    out = tmp_path / "flow"
+    assert main(["flow", *map(str, _chain(tmp_path)), "--out", str(out), "--seeds", "0"]) == 0
+    hook = "blocks.0.hook_resid_post"
+    got = read_neighbours(str(out), "--flow", hook)
+    pred = {(e["source"], e["hook"], e["feature"]) for e in got[5] if e["relation"] == "predecessor"}
+    assert ("resid", "blocks.0.hook_resid_pre", 5) in pred and {p[0] for p in pred} == {"resid", "attn", "mlp"}
+    succ = [e for e in got[5] if e["relation"] == "successor"]
+    assert {"hook": "blocks.1.hook_resid_post", "feature": 5, "source": "resid"}.items() <= succ[0].items()
+    rows = list(csv.DictReader(open(out / "flow.csv")))
+    n_succ = sum(r["layer"] == "1" for r in rows)  # every block-1 row names one resid predecessor on `hook`
+    assert sum(e["relation"] == "successor" for entries in got.values() for e in entries) == n_succ
+    attn = read_neighbours(str(out), "--flow", "blocks.1.hook_attn_out")
+    assert all(e["relation"] == "successor" and e["source"] == "attn" for es in attn.values() for e in es)
+    assert sum(map(len, attn.values())) == n_succ
+    assert read_neighbours([str(out), str(out)], "--flow", hook)[5] == got[5] + got[5]
+    with pytest.raises(ToolkitError, match="neither a flow result"):
+        read_neighbours(str(tmp_path), "--flow", hook)

@@ -1,0 +1,97 @@
+"""Flow neighbours and circuit membership for one SAE's dashboard, read straight from the
+outputs of ``sae flow`` and ``sae circuit`` (or from the flat ``{"features": ...}`` file of
+``circuits.dashboard.schema``).
+
+- ``sae flow --out flow/`` writes ``flow.csv`` (each outgoing residual feature's best
+  predecessor per source) and ``summary.json`` (the hooks of each block). For an SAE on a
+  block's outgoing residual hook, a feature's entries are its predecessors; for an SAE on a
+  block's incoming residual, attention or MLP hook, they are the residual features it is the
+  best predecessor of (its successors).
+- ``sae circuit --out circ/`` writes ``circuit.json``: a feature's entries are the circuit
+  nodes of this SAE's hook with that feature (one per token position when the circuit is per
+  position).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from activations.errors import ToolkitError
+from circuits.dashboard.schema import load_neighbours
+
+_SOURCE_KEY = {"resid": "resid_in", "attn": "attn", "mlp": "mlp"}
+
+
+def read_neighbours(paths: str | Path | list | tuple | None, flag: str, hook: str) -> dict[int, list[dict]] | None:
+    """Feature -> entries for the SAE on ``hook``, merged over one or more files or folders."""
+    if paths is None:
+        return None
+    merged: dict[int, list[dict]] = {}
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        for feature, entries in _read_one(Path(path), flag, hook).items():
+            merged.setdefault(feature, []).extend(entries)
+    return merged
+
+
+def _read_one(path: Path, flag: str, hook: str) -> dict[int, list[dict]]:
+    if path.is_dir():
+        if (path / "flow.csv").is_file() and (path / "summary.json").is_file():
+            return flow_neighbours(path, hook)
+        if (path / "circuit.json").is_file():
+            return circuit_members(path / "circuit.json", hook)
+        raise ToolkitError(f"{flag} folder '{path}' holds neither a flow result (flow.csv, summary.json) "
+                           "nor a circuit.json; pass the --out folder of `sae flow` or `sae circuit`")
+    if path.is_file() and path.suffix == ".json":
+        doc = _json(path, flag)
+        if isinstance(doc, dict) and "nodes" in doc and "meta" in doc:
+            return circuit_members(path, hook)
+    return load_neighbours(path, flag)
+
+
+def _json(path: Path, flag: str):
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ToolkitError(f"{flag} file '{path}' is not valid JSON") from err
+
+
+def flow_neighbours(folder: Path, hook: str) -> dict[int, list[dict]]:
+    """Predecessors (SAE on a resid_out hook) or successors (any other hook of a block)."""
+    blocks = _json(folder / "summary.json", "--flow").get("blocks", {})
+    out: dict[int, list[dict]] = {}
+    with open(folder / "flow.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            hooks = blocks.get(row["layer"])
+            if hooks is None:
+                raise ToolkitError(f"--flow: '{folder / 'flow.csv'}' names block {row['layer']}, which "
+                                   f"'{folder / 'summary.json'}' lacks; rerun `sae flow`")
+            for source, key in _SOURCE_KEY.items():
+                entry = {"layer": int(row["layer"]), "class": row["class"], "source": source,
+                         "cosine": float(row[f"{source}_cos"])}
+                if row["hook"] == hook:
+                    out.setdefault(int(row["feature"]), []).append(
+                        {"relation": "predecessor", "hook": hooks[key], "feature": int(row[f"{source}_feature"]),
+                         **entry})
+                elif hooks[key] == hook:
+                    out.setdefault(int(row[f"{source}_feature"]), []).append(
+                        {"relation": "successor", "hook": row["hook"], "feature": int(row["feature"]), **entry})
+    for entries in out.values():
+        entries.sort(key=lambda e: -e["cosine"])
+    return out
+
+
+def circuit_members(path: Path, hook: str) -> dict[int, list[dict]]:
+    """The nodes of ``circuit.json`` on ``hook``, by feature (error nodes are not features)."""
+    doc = _json(path, "--circuits")
+    meta = doc.get("meta", {}) if isinstance(doc, dict) else {}
+    name = Path(str(meta.get("dataset") or path.parent.name)).stem
+    nodes = [n for n in doc.get("nodes", []) if n.get("hook") == hook and n.get("feature") is not None]
+    ranks = {n["id"]: i + 1 for i, n in enumerate(doc.get("nodes", []))}
+    out: dict[int, list[dict]] = {}
+    for n in nodes:
+        out.setdefault(int(n["feature"]), []).append(
+            {"circuit": name, "node": n["id"], "rank": ranks[n["id"]], "of": len(ranks), "position": n.get("position"),
+             "attribution": n.get("attribution"), "activation": n.get("activation")})
+    return out
