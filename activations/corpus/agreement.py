@@ -140,6 +140,25 @@ TRAIN_FRAMES: tuple[Frame, ...] = (
     Frame("rc", "The {adj} {S} that the {A} {v}", ANY, ANIMATE, "S"),
 )
 
+# Composed training "simple" frames: a lead-in (often with its own subject, singular or
+# plural) before "the {S}", so that the model learns that the embedded subject sets the
+# number of the verb. Half of the training "simple" prompts use one; none spells a held-out frame.
+SIMPLE_LEADINS: tuple[str, ...] = (
+    "Everybody knows that", "Nobody thinks that", "Somebody told me that", "The teacher says that",
+    "My parents think that", "They all say that", "The king believes that", "Each child knows that",
+    "Her friends said that", "It seems that", "Last night", "This morning", "Of course", "Maybe",
+    "Mom says that", "The doctors think that", "One of us said that", "He told them that",
+    "We heard that", "The old man says that", "Two girls said that", "The farmer knows that",
+    "Anyone can see that", "People say that", "In the {place}", "At the {place}",
+)
+_COMPOSED_SHARE = 0.5
+
+
+def composed_simple_frames() -> tuple[Frame, ...]:
+    """Every composed "simple" training frame: each lead-in before "the {S}" and "the {adj} {S}"."""
+    return tuple(Frame("simple", f"{lead} the {noun}") for lead in SIMPLE_LEADINS
+                 for noun in ("{S}", "{adj} {S}"))
+
 HELDOUT_FRAMES: tuple[Frame, ...] = (
     Frame("simple", "Everyone agrees that the {S}"),
     Frame("simple", "Yesterday she said that the {S}"),
@@ -164,13 +183,15 @@ def sva_prompt(rng: random.Random, split: str, kind: str = "all") -> tuple[str, 
     """One agreement prompt: (prefix, prefix with the subject's number flipped, verb,
     subject is plural, subject class)."""
     frame = rng.choice(frames_for(split, kind))
+    if split == "train" and frame.kind == "simple" and rng.random() < _COMPOSED_SHARE:
+        frame = rng.choice(composed_simple_frames())
     cls = rng.choice(frame.subject)
     subject = rng.choice(_SUBJECT_NOUNS[cls])
     plural = rng.random() < 0.5
     a_cls = rng.choice(frame.attractor)
     fill = dict(A=rng.choice(NOUNS[a_cls])[rng.random() < 0.5], adj=rng.choice(ADJECTIVES),
                 p=rng.choice(PREPOSITIONS), pn=rng.choice(NAME_PREPOSITIONS),
-                N=rng.choice(names_for(split, "ioi")),
+                N=rng.choice(names_for(split, "ioi")), place=rng.choice(PLACES),
                 v=rng.choice(RC_VERBS[cls if frame.patient == "S" else a_cls]))
     verb = rng.choice([v for v in VERBS if cls in v.subjects])
     prefix = frame.text.format(S=subject[plural], **fill)

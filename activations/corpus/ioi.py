@@ -46,6 +46,15 @@ OPENERS: tuple[str, ...] = (
     "In the morning, {A} and {B} walked to the {place}.", "{A} and {B} had lunch at the {place}, and then",
     "Because {A} and {B} were at the {place},", "The day {A} and {B} went to the {place},",
     "{A} and {B} stayed at the {place} all day. Later", "Once {A} and {B} got to the {place},",
+    # Added for stage 3: other subordinators, times of day and verbs of going.
+    "Just before {A} and {B} left the {place},", "On Monday {A} and {B} cleaned the {place}, and",
+    "Although {A} and {B} were tired after the {place},", "When {A} and {B} came back from the {place},",
+    "Every Sunday {A} and {B} go to the {place}. This time", "{A} and {B} ran to the {place}. There",
+    "After dinner, {A} and {B} walked past the {place}, and", "Now that {A} and {B} live near the {place},",
+    "At night {A} and {B} sat outside the {place}.", "{A} and {B} spent an hour in the {place}. Then",
+    "While {A} and {B} waited at the {place},", "Two days ago {A} and {B} painted the {place}, and",
+    "Near the {place}, {A} and {B} saw a {obj}. Soon", "If {A} and {B} go to the {place},",
+    "{A} and {B} opened the {place} early, so", "Whenever {A} and {B} visit the {place},",
 )
 ACTIONS: tuple[str, ...] = (
     "{S} gave a {obj} to", "{S} gave the {obj} to", "{S} handed a {obj} to", "{S} brought a {obj} for",
@@ -54,7 +63,19 @@ ACTIONS: tuple[str, ...] = (
     "{S} waved to", "{S} read a story to", "{S} sent a {obj} to", "{S} returned the {obj} to",
     "{S} wanted to give a {obj} to", "{S} explained the plan to", "{S} sang a song for",
     "{S} took a photo of", "{S} smiled at", "{S} talked to",
+    # Added for stage 3 (still no "tossed", "wrote" or "decided": held-out verbs stay unseen).
+    "{S} kicked the {obj} to", "{S} rolled a {obj} to", "{S} mailed a {obj} to", "{S} carried the {obj} to",
+    "{S} slid the {obj} over to", "{S} gave back the {obj} to", "{S} left a {obj} for",
+    "{S} cooked dinner for", "{S} told a joke to", "{S} whispered a secret to", "{S} pointed at",
+    "{S} shouted at", "{S} nodded to", "{S} called out to", "{S} drew a picture for",
+    "{S} baked a cake for", "{S} found a seat for", "{S} tried to give a {obj} to",
+    "{S} hoped to show the {obj} to", "{S} forgot to give the {obj} to", "{S} got a {obj} for",
+    "{S} saved a {obj} for", "{S} delivered the {obj} to", "{S} paid the money to",
+    "{S} sent a message to", "{S} gave a small {obj} to", "{S} quietly handed the {obj} to",
+    "{S} finally gave the {obj} to", "{S} described the {place} to", "{S} sold the old {obj} to",
+    "{S} promised a {obj} to", "{S} passed a note to",
 )
+COMPOSED_SHARE = 0.7  # of training IOI prompts; the rest are the fixed TRAIN_TEMPLATES
 
 HELDOUT_TEMPLATES: tuple[str, ...] = (
     "After lunch, {A} and {B} went to the {place}. {S} handed the {obj} to",
@@ -80,11 +101,12 @@ def templates_for(split: str) -> tuple[str, ...]:
 def ioi_prompt(rng: random.Random, split: str) -> tuple[str, str, str, str]:
     """One IOI prompt: (clean prefix, patch prefix, indirect object, subject).
 
-    Training prompts are a fixed template or (half of the time) a composed opener + action;
+    Training prompts are a fixed template or (``COMPOSED_SHARE`` of the time) a composed
+    opener + action;
     held-out prompts use ``HELDOUT_TEMPLATES`` only. The patch prefix repeats the other
     name, so its answer is the clean subject.
     """
-    if split == "train" and rng.random() < 0.5:
+    if split == "train" and rng.random() < COMPOSED_SHARE:
         template = f"{rng.choice(OPENERS)} {rng.choice(ACTIONS)}"
     else:
         template = rng.choice(templates_for(split))
