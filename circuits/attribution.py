@@ -166,8 +166,8 @@ def node_effect(grad_f: Tensor, grad_e: Tensor, delta_f: Tensor, delta_e: Tensor
 def _activations(f: Tensor, e: Tensor, batch: PromptBatch, per_position: bool) -> Tensor:
     acts = torch.cat([f, e.norm(dim=-1, keepdim=True)], dim=-1)
     if per_position:
-        return acts.mean(0)
-    real = (torch.arange(f.shape[1])[None, :] <= batch.last[:, None]).to(acts)  # [N, T]
+        return batch.mean_over_prompts(acts)
+    real = batch.real().to(acts)  # [N, T]
     return (acts * real[..., None]).sum((0, 1)) / real.sum()
 
 

@@ -8,7 +8,7 @@ position or [d_sae + 1] summed, last column the error node). Thresholds on |scor
 - ``topk``: the ``int(value)`` nodes of largest |score| (ties broken by order).
 
 Evaluating a node set C runs the spliced model with every node *outside* C set to its mean
-over the patch prompts (per position), while nodes in C are recomputed from the ablated
+over the patch prompts (per position, over the prompts that reach the position), while nodes in C are recomputed from the ablated
 upstream activations (as in Marks et al. 2024):
 
     faithfulness = (m(C) − m(∅)) / (m(M) − m(∅)),
@@ -63,8 +63,11 @@ def complement(masks: Masks) -> Masks:
 
 @torch.no_grad()
 def mean_values(spliced: SplicedModel, batch: PromptBatch) -> dict[str, tuple[Tensor, Tensor]]:
-    """hook -> (mean f [T, d_sae], mean e [T, d]) over the patch prompts."""
-    return {h: (f.mean(0), e.mean(0)) for h, (f, e) in spliced.values(batch.patch).items()}
+    """hook -> (mean f [T, d_sae], mean e [T, d]) over the patch prompts, per position, over
+    the prompts that reach it: padding (a repeated BOS, whose activations are outliers) would
+    otherwise leak into the means of the longer prompts' last positions."""
+    return {h: (batch.mean_over_prompts(f), batch.mean_over_prompts(e))
+            for h, (f, e) in spliced.values(batch.patch).items()}
 
 
 def keep_edit(mask: Tensor, fill: tuple[Tensor, Tensor]) -> Edit:

@@ -100,6 +100,16 @@ class PromptBatch:
     def __len__(self) -> int:
         return self.clean.shape[0]
 
+    def real(self) -> Tensor:
+        """[N, T] bool: the prompt's own positions (False on the right padding)."""
+        return torch.arange(self.clean.shape[1])[None, :] <= self.last[:, None]
+
+    def mean_over_prompts(self, x: Tensor) -> Tensor:
+        """Per position, the mean of ``x`` [N, T, ...] over the prompts that reach that position
+        (padding never enters; a position no prompt reaches gets 0)."""
+        real = self.real().to(x.dtype).view(*self.real().shape, *([1] * (x.dim() - 2)))
+        return (x * real).sum(0) / real.sum(0).clamp(min=1)
+
     def take(self, rows: slice | Tensor) -> PromptBatch:
         rows_list = range(len(self))[rows] if isinstance(rows, slice) else rows.tolist()
         return PromptBatch(self.clean[rows], self.patch[rows], self.last[rows], self.clean_answer[rows],

@@ -98,3 +98,21 @@ def test_ioi_circuit_has_duplicated_name_features(model, spliced):
                 tracking.append((hook, feature, round(a, 2), round(b, 2)))
     print("duplicate-name features among the top 30:", tracking)
     assert tracking
+
+
+def test_mean_ablation_values_ignore_the_padding(model, spliced):
+    """Right padding repeats BOS, whose activations are outliers: a position only the longer
+    prompt reaches must get that prompt's own values, not their average with padding."""
+    from circuits.circuit import mean_values
+    examples = [e for e in load_examples("sva_pp", 40, seed=3)]
+    batch = tokenize_pairs(model, examples)
+    assert len(set(batch.last.tolist())) > 1, "need prompts of different lengths"
+    means = mean_values(spliced, batch)
+    values = spliced.values(batch.patch)
+    longest = int(batch.last.max())
+    reach = batch.last == longest
+    hook = spliced.hooks[-1]
+    for part in (0, 1):
+        torch.testing.assert_close(means[hook][part][longest], values[hook][part][reach, longest].mean(0))
+    shortest = int(batch.last.min())
+    torch.testing.assert_close(means[hook][1][shortest], values[hook][1][:, shortest].mean(0))
