@@ -70,8 +70,9 @@ class SAEConfig:
     """topk, batchtopk, matryoshka: weight of the AuxK loss on dead latents."""
     auxk_k: int = 0
     """Dead latents used by AuxK per token; 0 means d_in // 2."""
-    threshold_momentum: float = 0.99
-    """batchtopk, matryoshka: EMA momentum of the inference threshold."""
+    threshold_momentum: float = 0.9
+    """batchtopk, matryoshka: EMA momentum of the inference threshold (0.99 lagged the
+    cutoff by ~100 steps and gave L0 12.8 for k 32 after 245 steps; 0.9 gave 31.4)."""
     matryoshka_prefixes: list[int] = field(default_factory=list)
     """matryoshka: nested prefix widths, increasing, the last equal to d_sae; empty means
     d_sae/16, d_sae/8, d_sae/4, d_sae/2, d_sae."""

@@ -55,6 +55,9 @@ OPENERS: tuple[str, ...] = (
     "While {A} and {B} waited at the {place},", "Two days ago {A} and {B} painted the {place}, and",
     "Near the {place}, {A} and {B} saw a {obj}. Soon", "If {A} and {B} go to the {place},",
     "{A} and {B} opened the {place} early, so", "Whenever {A} and {B} visit the {place},",
+    # Added for stage 4.
+    "In the afternoon {A} and {B} played at the {place}.", "{A} and {B} were busy at the {place}, so later",
+    "Before noon {A} and {B} visited the {place}, and",
 )
 ACTIONS: tuple[str, ...] = (
     "{S} gave a {obj} to", "{S} gave the {obj} to", "{S} handed a {obj} to", "{S} brought a {obj} for",
@@ -74,6 +77,12 @@ ACTIONS: tuple[str, ...] = (
     "{S} sent a message to", "{S} gave a small {obj} to", "{S} quietly handed the {obj} to",
     "{S} finally gave the {obj} to", "{S} described the {place} to", "{S} sold the old {obj} to",
     "{S} promised a {obj} to", "{S} passed a note to",
+    # Added for stage 4: infinitive complements and fixed objects, the weakest held-out shapes.
+    "{S} planned to lend the {obj} to", "{S} agreed to sell a {obj} to", "{S} chose to hand the {obj} to",
+    "{S} offered to bring a {obj} to", "{S} needed to return the {obj} to", "{S} typed a note to",
+    "{S} painted a card for", "{S} made a sandwich for", "{S} opened the door for",
+    "{S} poured a drink for", "{S} knitted a scarf for", "{S} sent a postcard to",
+    "{S} asked to show the {obj} to", "{S} went over to give a {obj} to",
 )
 COMPOSED_SHARE = 0.7  # of training IOI prompts; the rest are the fixed TRAIN_TEMPLATES
 

@@ -46,7 +46,7 @@ def test_checkpoint_is_a_small_gpt2(loaded):
 
 
 @pytest.mark.xfail(strict=True, reason="known shortfall (issue 2): on held-out IOI templates the shipped "
-                   "checkpoint scores ~0.79 (1.00 on training templates); remove this mark when it reaches 0.95")
+                   "checkpoint scores 0.91 (1.00 on training templates; 'wrote a letter to' 0.66); remove this mark at 0.95")
 def test_ioi_accuracy_on_heldout_templates_and_names(loaded):
     assert pair_accuracy(*loaded, corpus.ioi_examples(N_EXAMPLES, seed=1)) >= 0.95
 
@@ -71,10 +71,7 @@ def test_ioi_generalises_to_names_never_seen_in_ioi_text(loaded):
     assert pair_accuracy(*loaded, _ioi_with("train", "train", N_EXAMPLES)) >= 0.95
 
 
-@pytest.mark.parametrize("kind", [
-    pytest.param("simple", marks=pytest.mark.xfail(strict=True, reason="known shortfall (issue 2): simple "
-                                                   "agreement is ~0.90 on the shipped checkpoint; retrain")),
-    "pp", "rc"])
+@pytest.mark.parametrize("kind", ["simple", "pp", "rc"])
 def test_agreement_accuracy_on_heldout_frames(loaded, kind):
     assert pair_accuracy(*loaded, corpus.sva_examples(N_EXAMPLES, seed=1, kind=kind)) >= 0.95
 

@@ -122,7 +122,6 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall (issue 5): Spearman 0.889 between IG (10 steps) and exact patching on the top 50 nodes, target 0.9")
 @pytest.mark.slow
 def test_ig_agrees_with_activation_patching_on_top_50_nodes(spliced, sva):
     attribution = attribute(spliced, sva, "ig", steps=10)

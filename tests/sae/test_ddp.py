@@ -44,10 +44,14 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(store, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     single, ddp = _weights(tmp_path / "single"), _weights(tmp_path / "ddp")
     assert sorted(single) == sorted(ddp) and len(single) == 3
+    # Summation order differs (two single-threaded ranks vs one two-threaded process), and Adam
+    # turns those last-bit differences into visible ones where a gradient is near zero (the
+    # over-penalised ReLU here): 1.8e-4 was seen once, so the bound is 5e-4, still 20 times
+    # below what training on another batch changes (checked below).
     for name in single:
         for key, value in single[name].items():
             diff = (value - ddp[name][key]).abs().max().item()
-            assert diff < 1e-4 * max(1.0, value.abs().max().item()), (name, key, diff)
+            assert diff < 5e-4 * max(1.0, value.abs().max().item()), (name, key, diff)
     # each rank sees 256 rows: training on 256-row batches alone gives clearly other weights
     local = [*RUN[:RUN.index("--batch-size")], "--batch-size", "256", *RUN[RUN.index("--batch-size") + 2:],
              "--tokens", "6k"]
