@@ -50,7 +50,7 @@ def test_full_and_empty_circuits_bound_faithfulness(model, spliced):
         assert full["m_full"] == pytest.approx(float(logit_diff(model.forward(batch.clean), batch).mean()), abs=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall (issue 5): the best sva_pp circuit of <= 100 nodes reaches faithfulness 0.05, target 0.7; unexplained yet")
+@pytest.mark.xfail(strict=True, reason="known shortfall (issue 5): on the stage-4 model the best sva_pp circuit of <= 100 nodes reaches faithfulness 0.11 (curve 10/25/50/100: 0.01, -0.03, 0.00, 0.11), target 0.7")
 @pytest.mark.slow
 def test_sva_circuit_of_at_most_100_nodes_is_faithful(model, spliced):
     """Discovered on one half of sva_pp, evaluated on the other half."""
@@ -64,23 +64,26 @@ def test_sva_circuit_of_at_most_100_nodes_is_faithful(model, spliced):
 
 
 def duplicated_name_positions(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """The S2 position of each clean IOI prompt (the repeated name), and control prompts with
-    a fresh name there: [N] positions, [N, T] tokens."""
-    fresh = model.tokenizer.encode(" Victor")[0]
+    """The S2 position of each clean IOI prompt (the repeated name), and control prompts in
+    which the *first* occurrence (S1) is a fresh name instead, so that S2 holds the same token
+    but is no longer a duplicate: [N] positions, [N, T] tokens."""
+    fresh = {True: model.tokenizer.encode("Victor")[0], False: model.tokenizer.encode(" Victor")[0]}
     positions, control = [], batch.clean.clone()
     for row, tokens in enumerate(batch.clean.tolist()):
-        s2 = max(t for t in range(1, batch.last[row] + 1)
-                 if tokens[t] in tokens[1:t] and model.tokenizer.decode([tokens[t]]).strip().istitle())
+        words = [model.tokenizer.decode([t]).strip() for t in tokens]  # "Mary" and " Mary" are one name
+        s2 = max(t for t in range(1, batch.last[row] + 1) if words[t] in words[1:t] and words[t].istitle())
         positions.append(s2)
-        control[row, s2] = fresh
+        for s1 in (t for t in range(1, s2) if words[t] == words[s2]):
+            control[row, s1] = fresh[s1 == 1]  # the first token of a prompt has no leading space
     return torch.tensor(positions), control
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall (issue 5): no top IOI node passes the duplicated-name test yet (the model's IOI is 0.79 held-out)")
+@pytest.mark.xfail(strict=True, reason="known shortfall (issue 5): no top-30 IOI node is 2x (and 0.5) more active at S2 when it repeats S1 than when S1 is a fresh name (model IOI 0.91 held-out)")
 @pytest.mark.slow
 def test_ioi_circuit_has_duplicated_name_features(model, spliced):
     """A feature tracks the duplicated name when its mean activation at S2 (the repeated
-    subject) is at least twice, and 0.5 above, its activation when a fresh name sits there."""
+    subject) is at least twice, and 0.5 above, its activation at S2 when S1 is a fresh name
+    (the same token at S2, but no longer a repeat; token-identity features cannot pass)."""
     batch = tokenize_pairs(model, [e for e in load_examples("ioi", 48, seed=1) if " Victor" not in e.values()])
     attribution = attribute(spliced, batch, "ig")
     assert attribution.total > 1.0, "the model does not prefer the indirect object"

@@ -12,7 +12,7 @@ from circuits.shift import encode_texts, pooled, probe_attribution, select_by_cu
 HOOK = "blocks.3.hook_resid_post"
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall (issue 5): SHIFT raises balanced probe accuracy to 0.55, target 0.5 + 0.1")
+@pytest.mark.xfail(strict=True, reason="known shortfall (issue 5): SHIFT moves balanced probe accuracy 0.50 -> 0.52 (cue accuracy 1.00 -> 0.92, 28 features ablated), target +0.1")
 @pytest.mark.slow
 def test_shift_removes_the_spurious_cue(tiny_saes):
     from activations.models import load_model
