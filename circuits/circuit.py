@@ -8,8 +8,8 @@ position or [d_sae + 1] summed, last column the error node). Thresholds on |scor
 - ``topk``: the ``int(value)`` nodes of largest |score| (ties broken by order).
 
 Evaluating a node set C runs the spliced model with every node *outside* C set to its mean
-over the patch prompts (per position, over the prompts that reach the position), while nodes in C are recomputed from the ablated
-upstream activations (as in Marks et al. 2024):
+over the patch prompts (per position, over the prompts that reach the position), while
+nodes in C are recomputed from the ablated upstream activations (as in Marks et al. 2024):
 
     faithfulness = (m(C) − m(∅)) / (m(M) − m(∅)),
     completeness = (m(M∖C) − m(∅)) / (m(M) − m(∅)),

@@ -107,7 +107,8 @@ class PromptBatch:
     def mean_over_prompts(self, x: Tensor) -> Tensor:
         """Per position, the mean of ``x`` [N, T, ...] over the prompts that reach that position
         (padding never enters; a position no prompt reaches gets 0)."""
-        real = self.real().to(x.dtype).view(*self.real().shape, *([1] * (x.dim() - 2)))
+        real = self.real().to(x.dtype)
+        real = real.view(*real.shape, *([1] * (x.dim() - 2)))
         return (x * real).sum(0) / real.sum(0).clamp(min=1)
 
     def take(self, rows: slice | Tensor) -> PromptBatch:

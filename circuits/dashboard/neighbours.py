@@ -40,13 +40,13 @@ def _read_one(path: Path, flag: str, hook: str) -> dict[int, list[dict]]:
         if (path / "flow.csv").is_file() and (path / "summary.json").is_file():
             return flow_neighbours(path, hook)
         if (path / "circuit.json").is_file():
-            return circuit_members(path / "circuit.json", hook)
+            return circuit_members(_json(path / "circuit.json", flag), path.name, hook)
         raise ToolkitError(f"{flag} folder '{path}' holds neither a flow result (flow.csv, summary.json) "
                            "nor a circuit.json; pass the --out folder of `sae flow` or `sae circuit`")
     if path.is_file() and path.suffix == ".json":
         doc = _json(path, flag)
         if isinstance(doc, dict) and "nodes" in doc and "meta" in doc:
-            return circuit_members(path, hook)
+            return circuit_members(doc, path.parent.name, hook)
     return load_neighbours(path, flag)
 
 
@@ -82,11 +82,10 @@ def flow_neighbours(folder: Path, hook: str) -> dict[int, list[dict]]:
     return out
 
 
-def circuit_members(path: Path, hook: str) -> dict[int, list[dict]]:
-    """The nodes of ``circuit.json`` on ``hook``, by feature (error nodes are not features)."""
-    doc = _json(path, "--circuits")
-    meta = doc.get("meta", {}) if isinstance(doc, dict) else {}
-    name = Path(str(meta.get("dataset") or path.parent.name)).stem
+def circuit_members(doc: dict, folder_name: str, hook: str) -> dict[int, list[dict]]:
+    """The nodes of a parsed ``circuit.json`` on ``hook``, by feature (error nodes are not
+    features); the circuit is named after its dataset, else its folder."""
+    name = Path(str(doc.get("meta", {}).get("dataset") or folder_name)).stem
     nodes = [n for n in doc.get("nodes", []) if n.get("hook") == hook and n.get("feature") is not None]
     ranks = {n["id"]: i + 1 for i, n in enumerate(doc.get("nodes", []))}
     out: dict[int, list[dict]] = {}
