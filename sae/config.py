@@ -57,7 +57,9 @@ class SAEConfig:
     l1_coefficient: float = 5.0
     """relu and gated: weight of the sparsity penalty (per token, activations of norm √d_in)."""
     l0_coefficient: float = 0.05
-    """jumprelu: weight of the L0 penalty (or of (L0/target_l0 − 1)² when target_l0 > 0)."""
+    """jumprelu: weight of the L0 penalty (or of (L0/target_l0 − 1)² when target_l0 > 0; there
+    the weight must be far larger: 50 holds L0 32 within a few percent on the embedded model,
+    see docs/sae.md)."""
     target_l0: float = 0.0
     """jumprelu: the L0 to aim for; 0 penalises L0 itself."""
     sparsity_warmup: float = 0.05
@@ -66,6 +68,11 @@ class SAEConfig:
     """jumprelu: initial threshold."""
     jumprelu_bandwidth: float = 0.05
     """jumprelu: width of the straight-through estimator's rectangle kernel."""
+    jumprelu_l0_to_encoder: bool = True
+    """jumprelu: the sparsity term's straight-through gradient also reaches the pre-activations
+    (so the encoder), not only the thresholds as in Rajamanoharan et al. 2024. Adam moves a
+    threshold by about lr per step, too slowly for a short run to hold its L0 against the
+    reconstruction term; False keeps the paper's threshold-only estimator."""
     auxk_coefficient: float = 1 / 32
     """topk, batchtopk, matryoshka: weight of the AuxK loss on dead latents."""
     auxk_k: int = 0
@@ -122,7 +129,8 @@ class SAEConfig:
         hooks = self.hook + (f"-to-{self.hook_out}" if self.is_transcoder else "")
         arch = self.architecture + ("-skip" if self.skip else "")
         knob = {"relu": f"l1_{self.l1_coefficient:g}", "gated": f"l1_{self.l1_coefficient:g}",
-                "jumprelu": f"l0_{self.target_l0:g}" if self.target_l0 else f"l0c_{self.l0_coefficient:g}",
+                "jumprelu": (f"l0_{self.target_l0:g}-c{self.l0_coefficient:g}" if self.target_l0
+                             else f"l0c_{self.l0_coefficient:g}"),
                 }.get(self.architecture, f"k{self.k}")
         width = f"d{self.d_sae}" if self.d_sae else f"x{self.expansion_factor}"
         return f"{hooks}-{arch}-{width}-{knob}"

@@ -142,6 +142,22 @@ class SparseCoder(nn.Module):
         b_dec at the geometric median of the targets."""
         self.b_dec.copy_(geometric_median(target))
 
+    @torch.no_grad()
+    def fitted_latent_scale(self, x: Tensor, target: Tensor) -> float:
+        """The factor s that best rescales the current code of a batch: the s minimising
+        ‖(target − b_dec) − s · (x̂ − b_dec)‖² over the batch, x̂ being the reconstruction.
+
+        Threshold architectures start their thresholds at a firing quantile, and with random
+        unit decoder rows the active latents then overshoot (FVU ≈ 6 on the embedded model's
+        residual stream). The MSE gradient answers by raising every threshold at once, and a
+        JumpReLU's L0 collapses before its decoder has learned anything. Multiplying the
+        latents by s (see ``scale_latents``) starts training at FVU ≤ 1 instead.
+        """
+        code = self.add_skip(self.decode(self.encode(x)), x) - self.b_dec
+        wanted = target - self.b_dec
+        norm = float(code.pow(2).sum())
+        return float((code * wanted).sum()) / norm if norm > 0 else 1.0
+
     @property
     def W_enc(self) -> Tensor:
         """[d_in, d_sae] encoder matrix (a view of ``encoder_weight``)."""

@@ -4,7 +4,9 @@ f = z · H(z − θ) with z = (x − b_dec) @ W_enc + b_enc. The step function h
 gradient, so θ learns through a straight-through estimator: a rectangle kernel of width
 ``jumprelu_bandwidth`` around the threshold. The sparsity term is the L0 itself (through the
 same estimator), or (L0 / target_l0 − 1)² to steer towards a chosen L0, with its weight
-rising over ``sparsity_warmup``. Decoder rows have unit norm.
+rising over ``sparsity_warmup``. By default the sparsity term's estimator also passes its
+gradient to the pre-activations (``jumprelu_l0_to_encoder``), so the encoder, not only the
+thresholds, answers it. Decoder rows have unit norm.
 """
 
 from __future__ import annotations
@@ -40,20 +42,21 @@ class _JumpReLU(torch.autograd.Function):
 
 
 class _Step(torch.autograd.Function):
-    """H(z − θ); ∂/∂θ = −(1/ε) K((z − θ)/ε), no gradient to z."""
+    """H(z − θ); ∂/∂θ = −(1/ε) K((z − θ)/ε), and ∂/∂z = +(1/ε) K((z − θ)/ε) when ``to_pre``
+    (else no gradient to z)."""
 
     @staticmethod
-    def forward(ctx, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+    def forward(ctx, pre: Tensor, threshold: Tensor, bandwidth: float, to_pre: bool = False) -> Tensor:
         ctx.save_for_backward(pre, threshold)
-        ctx.bandwidth = bandwidth
+        ctx.bandwidth, ctx.to_pre = bandwidth, to_pre
         return (pre > threshold).to(pre.dtype)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         pre, threshold = ctx.saved_tensors
-        near = _near_threshold(pre, threshold, ctx.bandwidth)
-        grad_threshold = -(grad * near).reshape(-1, pre.shape[-1]).sum(0) / ctx.bandwidth
-        return None, grad_threshold.to(threshold.dtype), None
+        kernel = grad * _near_threshold(pre, threshold, ctx.bandwidth) / ctx.bandwidth
+        grad_threshold = -kernel.reshape(-1, pre.shape[-1]).sum(0)
+        return (kernel if ctx.to_pre else None), grad_threshold.to(threshold.dtype), None, None
 
 
 @register
@@ -68,10 +71,15 @@ class JumpReLUSAE(SparseCoder):
     @torch.no_grad()
     def init_from_data(self, x: Tensor, target: Tensor) -> None:
         """Also start each threshold where its latent fires on about L0 / d_sae of the batch
-        (L0: target_l0, else k), so training begins near the sparsity it is asked for."""
+        (L0: target_l0, else k), so training begins near the sparsity it is asked for, with
+        the latents rescaled to the best-fitting size (``fitted_latent_scale``)."""
         super().init_from_data(x, target)
         rate = (self.cfg.target_l0 or self.cfg.k) / self.d_sae
         self.threshold.copy_(firing_quantile(self.pre_acts(x), rate).clamp_min(0.0))
+        scale = self.fitted_latent_scale(x, target)
+        if scale > 0:  # z and θ scale together: the same latents fire, each s times as strongly
+            for tensor in (self.encoder_weight, self.b_enc, self.threshold):
+                tensor.mul_(scale)
 
     def encode(self, x: Tensor) -> Tensor:
         pre = self.pre_acts(x)
@@ -81,7 +89,8 @@ class JumpReLUSAE(SparseCoder):
         pre = self.pre_acts(x)
         latents = _JumpReLU.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth)
         recon = self.add_skip(self.decode(latents), x)
-        batch_l0 = _Step.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth).sum(-1).mean()
+        batch_l0 = _Step.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth,
+                               self.cfg.jumprelu_l0_to_encoder).sum(-1).mean()
         target_l0 = self.cfg.target_l0
         sparsity = (batch_l0 / target_l0 - 1).pow(2) if target_l0 > 0 else batch_l0
         weight = warmed_up(self.cfg.l0_coefficient, self.cfg.sparsity_warmup, ctx.progress)

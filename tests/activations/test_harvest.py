@@ -218,3 +218,23 @@ def test_prefetched_keeps_order_and_raises_the_producers_error():
         for item in prefetched(failing()):
             got.append(item)
     assert got == [1]
+
+
+def test_shard_stats_match_float64_sums_and_refuse_any_non_finite_value():
+    from activations.harvest import _shard_stats
+    gen = torch.Generator().manual_seed(0)
+    acts = torch.randn(4096, 24, generator=gen) * 30 + 5
+    stats = _shard_stats("h", acts, "shard-x")
+    x = acts.double()
+    torch.testing.assert_close(stats["stats.h.sum"], x.sum(0), rtol=1e-6, atol=1e-3)
+    assert float(stats["stats.h.sum_norm"]) == pytest.approx(float(x.norm(dim=-1).sum()), rel=1e-6)
+    assert float(stats["stats.h.sum_sq_norm"]) == pytest.approx(float(x.square().sum()), rel=1e-6)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        broken = acts.clone()
+        broken[1000, 7] = bad
+        with pytest.raises(ToolkitError, match="contain NaN or inf in shard-x"):
+            _shard_stats("h", broken, "shard-x")
+    both = acts.clone()
+    both[1, 3], both[2, 3] = float("inf"), -float("inf")  # cancel to NaN in the column sum
+    with pytest.raises(ToolkitError, match="NaN or inf"):
+        _shard_stats("h", both, "shard-x")

@@ -6,7 +6,7 @@ import torch
 from sae.architectures import ARCHITECTURES, StepContext, build
 from sae.architectures.jumprelu import _JumpReLU, _Step
 from sae.config import SAEConfig
-from sae.metrics import l0
+from sae.metrics import fvu, l0
 
 D_IN, D_OUT, D_SAE, K, B = 12, 7, 48, 4, 64
 IN_HOOK, OUT_HOOK = "blocks.0.hook_resid_post", "blocks.0.hook_mlp_out"
@@ -142,9 +142,14 @@ def test_jumprelu_straight_through_gradients_by_hand():
     out.sum().backward()
     assert threshold.grad.tolist() == pytest.approx([-(0.5 / eps) * 2, 0.0])
     assert pre.grad.tolist() == [[0.0, 1.0], [1.0, 0.0]]
-    threshold.grad = None
+    threshold.grad, pre.grad = None, None
     _Step.apply(pre, threshold, eps).sum().backward()
     assert threshold.grad.tolist() == pytest.approx([-2 / eps, 0.0])
+    assert pre.grad is None  # the paper's estimator: the L0 term trains the thresholds only
+    threshold.grad = None
+    _Step.apply(pre, threshold, eps, True).sum().backward()
+    assert threshold.grad.tolist() == pytest.approx([-2 / eps, 0.0])
+    assert torch.allclose(pre.grad, torch.tensor([[1 / eps, 0.0], [1 / eps, 0.0]]))  # and the pre-activations
 
 
 def test_jumprelu_target_l0_penalty():
@@ -206,6 +211,21 @@ def test_init_from_data_starts_near_the_asked_sparsity(architecture, fields):
     assert torch.allclose(sae.b_dec, x.median(0).values, atol=0.2)  # geometric median of a symmetric cloud
     wanted = fields.get("target_l0", K)
     assert float(l0(sae.encode(x))) == pytest.approx(wanted, abs=0.5 if architecture != "topk" else 0)
+
+
+@pytest.mark.parametrize("architecture, fields", [("jumprelu", {"target_l0": 6.0}), ("gated", {})])
+def test_threshold_architectures_start_no_worse_than_the_mean(architecture, fields):
+    """Thresholds placed at a firing quantile over random decoder rows overshoot the data
+    (FVU well above 1, which collapses a JumpReLU's L0 in its first steps); the initial code
+    is rescaled to its least-squares size, so the first reconstruction beats b_dec alone
+    while the same latents fire."""
+    sae = make(architecture, **fields)
+    gen = torch.Generator().manual_seed(4)
+    x = 3.0 * torch.randn(512, D_IN, generator=gen) + 2.0
+    sae.init_from_data(x, x)
+    assert float(fvu(x, sae(x))) < 1.0
+    assert float(l0(sae.encode(x))) == pytest.approx(fields.get("target_l0", K), abs=0.5)
+    assert sae.fitted_latent_scale(x, x) == pytest.approx(1.0, abs=0.01)  # already fitted (ties at θ may flip)
 
 
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))
