@@ -34,8 +34,16 @@ def test_links_follow_marks_et_al():
     assert not any(link.up == "blocks.0.hook_resid_pre" and link.down.startswith("blocks.1") for link in found)
 
 
-def test_batched_vjps_equal_one_backward_per_node(setup):
+@pytest.mark.parametrize("per_position", [False, True])
+def test_batched_vjps_equal_one_backward_per_node(setup, per_position):
+    """Summed and per-position nodes, error nodes included on both sides of every link."""
     spliced, batch, attribution, masks = setup
+    if per_position:
+        attribution = attribute(spliced, batch, "atp", per_position=True)
+        masks = select_nodes(attribution.scores, "topk", 60)
+    masks = {hook: mask.clone() for hook, mask in masks.items()}  # the fixture's stay as they are
+    for mask in masks.values():
+        mask[..., -1] = True  # every error node (per position: at every position)
     batched = compute_edges(spliced, batch, attribution, masks, batched=True, chunk=7)
     looped = compute_edges(spliced, batch, attribution, masks, batched=False)
     assert batched.weights.keys() == looped.weights.keys() and batched.nnz() > 0
