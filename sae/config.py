@@ -57,11 +57,12 @@ class SAEConfig:
     l1_coefficient: float = 5.0
     """relu and gated: weight of the sparsity penalty (per token, activations of norm √d_in)."""
     l0_coefficient: float = 0.05
-    """jumprelu: weight of the L0 penalty (or of (L0/target_l0 − 1)² when target_l0 > 0; there
-    the weight must be far larger: 50 holds L0 32 within a few percent on the embedded model,
-    see docs/sae.md)."""
+    """jumprelu without a target: weight of the L0 penalty."""
     target_l0: float = 0.0
-    """jumprelu: the L0 to aim for; 0 penalises L0 itself."""
+    """jumprelu: the L0 to aim for, through (L0/target_l0 − 1)²; 0 penalises L0 itself."""
+    target_l0_coefficient: float = 50.0
+    """jumprelu with a target: weight of (L0/target_l0 − 1)². 50 holds L0 32 within a few
+    percent on the embedded model (weights 1 / 5 / 20 end at L0 56 / 41 / 35; docs/sae.md)."""
     sparsity_warmup: float = 0.05
     """relu, gated, jumprelu: fraction of training over which the sparsity weight rises from 0."""
     jumprelu_threshold: float = 0.1
@@ -129,7 +130,7 @@ class SAEConfig:
         hooks = self.hook + (f"-to-{self.hook_out}" if self.is_transcoder else "")
         arch = self.architecture + ("-skip" if self.skip else "")
         knob = {"relu": f"l1_{self.l1_coefficient:g}", "gated": f"l1_{self.l1_coefficient:g}",
-                "jumprelu": (f"l0_{self.target_l0:g}-c{self.l0_coefficient:g}" if self.target_l0
+                "jumprelu": (f"l0_{self.target_l0:g}-c{self.target_l0_coefficient:g}" if self.target_l0
                              else f"l0c_{self.l0_coefficient:g}"),
                 }.get(self.architecture, f"k{self.k}")
         width = f"d{self.d_sae}" if self.d_sae else f"x{self.expansion_factor}"

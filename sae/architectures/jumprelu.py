@@ -3,8 +3,8 @@
 f = z · H(z − θ) with z = (x − b_dec) @ W_enc + b_enc. The step function has no useful
 gradient, so θ learns through a straight-through estimator: a rectangle kernel of width
 ``jumprelu_bandwidth`` around the threshold. The sparsity term is the L0 itself (through the
-same estimator), or (L0 / target_l0 − 1)² to steer towards a chosen L0, with its weight
-rising over ``sparsity_warmup``. By default the sparsity term's estimator also passes its
+same estimator, weight ``l0_coefficient``), or (L0 / target_l0 − 1)² to steer towards a chosen
+L0 (weight ``target_l0_coefficient``), the weight rising over ``sparsity_warmup``. By default the sparsity term's estimator also passes its
 gradient to the pre-activations (``jumprelu_l0_to_encoder``), so the encoder, not only the
 thresholds, answers it. Decoder rows have unit norm.
 """
@@ -92,8 +92,11 @@ class JumpReLUSAE(SparseCoder):
         batch_l0 = _Step.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth,
                                self.cfg.jumprelu_l0_to_encoder).sum(-1).mean()
         target_l0 = self.cfg.target_l0
-        sparsity = (batch_l0 / target_l0 - 1).pow(2) if target_l0 > 0 else batch_l0
-        weight = warmed_up(self.cfg.l0_coefficient, self.cfg.sparsity_warmup, ctx.progress)
+        if target_l0 > 0:
+            sparsity, coefficient = (batch_l0 / target_l0 - 1).pow(2), self.cfg.target_l0_coefficient
+        else:
+            sparsity, coefficient = batch_l0, self.cfg.l0_coefficient
+        weight = warmed_up(coefficient, self.cfg.sparsity_warmup, ctx.progress)
         losses = {"mse": reconstruction_loss(recon, target), "l0": weight * sparsity}
         return StepOutput(recon, losses, firing_counts(latents), l0(latents))
 

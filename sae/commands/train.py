@@ -37,6 +37,7 @@ _FLAGS = [
     ("--lr", "lr", float, True, "learning rate (default scales with d_sae)"),
     ("--l1-coefficient", "l1_coefficient", float, True, "relu/gated sparsity weight"),
     ("--target-l0", "target_l0", float, True, "jumprelu target L0"),
+    ("--target-l0-coefficient", "target_l0_coefficient", float, True, "jumprelu weight of the target-L0 term"),
 ]
 
 

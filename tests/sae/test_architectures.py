@@ -153,7 +153,7 @@ def test_jumprelu_straight_through_gradients_by_hand():
 
 
 def test_jumprelu_target_l0_penalty():
-    sae = make("jumprelu", target_l0=4.0, l0_coefficient=3.0, sparsity_warmup=0.0)
+    sae = make("jumprelu", target_l0=4.0, target_l0_coefficient=3.0, l0_coefficient=100.0, sparsity_warmup=0.0)
     x, _ = data()
     with torch.no_grad():
         out = sae.training_forward(x, x, StepContext(0.5, None))

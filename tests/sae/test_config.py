@@ -56,6 +56,13 @@ def test_a_sweep_over_a_field_some_coder_ignores_is_refused():
         load_config(None, {"architecture": "topk", "l1_coefficient": [1.0, 2.0]})
 
 
+def test_jumprelu_target_weight_is_swept_and_named_apart_from_the_plain_l0_weight():
+    cfg = load_config(None, {"architecture": "jumprelu", "target_l0": 32.0, "target_l0_coefficient": [5.0, 50.0]})
+    assert [c.slug().split("-")[-2:] for c in cfg.sae_configs()] == [["l0_32", "c5"], ["l0_32", "c50"]]
+    with pytest.raises(ToolkitError, match="identical coders"):  # the plain L0 weight does not apply with a target
+        load_config(None, {"architecture": "jumprelu", "target_l0": 32.0, "l0_coefficient": [0.05, 1.0]})
+
+
 def test_overrides_replace_fields_and_lists_become_sweeps(run_toml):
     cfg = load_config(run_toml, {"tokens": 5000, "k": 8, "lr": 1e-3, "d_sae": [256, 512]})
     assert cfg.tokens == 5000
