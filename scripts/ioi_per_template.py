@@ -9,20 +9,11 @@ import random
 import sys
 
 from activations.corpus import ioi
-from activations.corpus.lexicon import OBJECTS, PLACES
-from activations.corpus.names import names_for
 from activations.tiny.train import load_checkpoint, pair_accuracy
 
 
 def template_examples(template: str, n: int, rng: random.Random) -> list[dict]:
-    examples = []
-    for _ in range(n):
-        a, b = rng.sample(names_for("heldout", "ioi"), 2)
-        io, s = (a, b) if rng.random() < 0.5 else (b, a)
-        fill = dict(A=a, B=b, place=rng.choice(PLACES), obj=rng.choice(OBJECTS))
-        examples.append({"clean_prefix": template.format(S=s, **fill), "clean_answer": " " + io,
-                         "patch_prefix": template.format(S=io, **fill), "patch_answer": " " + s})
-    return examples
+    return [ioi.as_example(*ioi.fill_template(rng, template, "heldout")) for _ in range(n)]
 
 
 def main(argv: list[str]) -> None:

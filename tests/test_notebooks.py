@@ -8,6 +8,14 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
+def execution_errors(notebook, folder: Path, monkeypatch) -> list:
+    """Run ``notebook`` top to bottom in ``folder``; its error outputs."""
+    from nbclient import NotebookClient
+    monkeypatch.chdir(folder)
+    NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    return [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs if o.output_type == "error"]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_is_stored_without_outputs(path):
     import nbformat
@@ -20,12 +28,8 @@ def test_notebook_is_stored_without_outputs(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     import nbformat
-    from nbclient import NotebookClient
     notebook = nbformat.read(path, as_version=4)
-    monkeypatch.chdir(tmp_path)
-    NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    errors = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs if o.output_type == "error"]
-    assert not errors
+    assert not execution_errors(notebook, tmp_path, monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +54,8 @@ def test_notebook_follows_another_gpt2_by_changing_the_model_name(path, other_gp
     weights cannot be fetched here, so the model is a local GPT-2 folder of another shape;
     every hook, width and layer count must come from the model, not from tiny."""
     import nbformat
-    from nbclient import NotebookClient
     notebook = nbformat.read(path, as_version=4)
     cells = [c for c in notebook.cells if c.cell_type == "code" and 'MODEL = "tiny"' in c.source]
     assert len(cells) == 1, "each notebook sets MODEL in exactly one place"
     cells[0].source = cells[0].source.replace('MODEL = "tiny"', f"MODEL = {other_gpt2_dir!r}")
-    monkeypatch.chdir(tmp_path)
-    NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    errors = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs if o.output_type == "error"]
-    assert not errors
+    assert not execution_errors(notebook, tmp_path, monkeypatch)

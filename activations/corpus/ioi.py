@@ -119,6 +119,12 @@ def ioi_prompt(rng: random.Random, split: str) -> tuple[str, str, str, str]:
         template = f"{rng.choice(OPENERS)} {rng.choice(ACTIONS)}"
     else:
         template = rng.choice(templates_for(split))
+    return fill_template(rng, template, split)
+
+
+def fill_template(rng: random.Random, template: str, split: str) -> tuple[str, str, str, str]:
+    """``template`` with two names of ``split``, a place and an object: (clean prefix, patch
+    prefix, indirect object, subject)."""
     a, b = rng.sample(names_for(split, "ioi"), 2)
     io, s = (a, b) if rng.random() < 0.5 else (b, a)
     fill = dict(A=a, B=b, place=rng.choice(PLACES), obj=rng.choice(OBJECTS))
@@ -139,7 +145,10 @@ def ioi_examples(n: int, seed: int = 0, split: str = "heldout") -> list[dict]:
     rng = random.Random(f"ioi-examples:{seed}:{split}")
     examples = []
     for _ in range(n):
-        clean, patch, io, s = ioi_prompt(rng, split)
-        examples.append({"clean_prefix": clean, "clean_answer": " " + io,
-                         "patch_prefix": patch, "patch_answer": " " + s})
+        examples.append(as_example(*ioi_prompt(rng, split)))
     return examples
+
+
+def as_example(clean: str, patch: str, io: str, s: str) -> dict:
+    """A clean/patch pair in the behaviour-dataset form; answers are names with a leading space."""
+    return {"clean_prefix": clean, "clean_answer": " " + io, "patch_prefix": patch, "patch_answer": " " + s}

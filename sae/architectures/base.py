@@ -145,18 +145,31 @@ class SparseCoder(nn.Module):
     @torch.no_grad()
     def fitted_latent_scale(self, x: Tensor, target: Tensor) -> float:
         """The factor s that best rescales the current code of a batch: the s minimising
-        ‖(target − b_dec) − s · (x̂ − b_dec)‖² over the batch, x̂ being the reconstruction.
-
-        Threshold architectures start their thresholds at a firing quantile, and with random
-        unit decoder rows the active latents then overshoot (FVU ≈ 6 on the embedded model's
-        residual stream). The MSE gradient answers by raising every threshold at once, and a
-        JumpReLU's L0 collapses before its decoder has learned anything. Multiplying the
-        latents by s (see ``scale_latents``) starts training at FVU ≤ 1 instead.
-        """
+        ‖(target − b_dec) − s · (x̂ − b_dec)‖² over the batch, x̂ being the reconstruction."""
         code = self.add_skip(self.decode(self.encode(x)), x) - self.b_dec
         wanted = target - self.b_dec
         norm = float(code.pow(2).sum())
         return float((code * wanted).sum()) / norm if norm > 0 else 1.0
+
+    @torch.no_grad()
+    def rescale_code(self, x: Tensor, target: Tensor) -> None:
+        """Multiply every latent by ``fitted_latent_scale`` (when positive), keeping which
+        latents fire.
+
+        Threshold architectures start their thresholds at a firing quantile, and with random
+        unit decoder rows the active latents then overshoot (FVU ≈ 6 on the embedded model's
+        residual stream). The MSE gradient answers by raising every threshold at once, and a
+        JumpReLU's L0 collapses before its decoder has learned anything; rescaled, training
+        starts at FVU ≤ 1 instead.
+        """
+        scale = self.fitted_latent_scale(x, target)
+        if scale > 0:
+            self.scale_latents(scale)
+
+    def scale_latents(self, scale: float) -> None:
+        """Make every latent ``scale`` times as strong without changing which ones fire."""
+        self.encoder_weight.mul_(scale)
+        self.b_enc.mul_(scale)
 
     @property
     def W_enc(self) -> Tensor:

@@ -33,13 +33,15 @@ class GatedSAE(SparseCoder):
     @torch.no_grad()
     def init_from_data(self, x: Tensor, target: Tensor) -> None:
         """Also start the gate biases where each gate opens on about k / d_sae of the batch, and
-        rescale the magnitudes to the best-fitting size (``fitted_latent_scale``)."""
+        rescale the magnitudes to the best-fitting size (``rescale_code``)."""
         super().init_from_data(x, target)
         self.b_gate.copy_(-firing_quantile(self.encoder_input(x) @ self.W_enc, self.cfg.k / self.d_sae))
-        scale = self.fitted_latent_scale(x, target)
-        if scale > 0:  # the magnitude path alone: which latents fire stays the same
-            self.r_mag.add_(math.log(scale))
-            self.b_mag.mul_(scale)
+        self.rescale_code(x, target)
+
+    def scale_latents(self, scale: float) -> None:
+        """The magnitude path alone: the gate, and so which latents fire, stays the same."""
+        self.r_mag.add_(math.log(scale))
+        self.b_mag.mul_(scale)
 
     def gate_and_magnitude(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x [.., d_in] -> (π_gate, π_mag), each [.., d_sae]."""

@@ -3,10 +3,11 @@
 f = z · H(z − θ) with z = (x − b_dec) @ W_enc + b_enc. The step function has no useful
 gradient, so θ learns through a straight-through estimator: a rectangle kernel of width
 ``jumprelu_bandwidth`` around the threshold. The sparsity term is the L0 itself (through the
-same estimator, weight ``l0_coefficient``), or (L0 / target_l0 − 1)² to steer towards a chosen
-L0 (weight ``target_l0_coefficient``), the weight rising over ``sparsity_warmup``. By default the sparsity term's estimator also passes its
-gradient to the pre-activations (``jumprelu_l0_to_encoder``), so the encoder, not only the
-thresholds, answers it. Decoder rows have unit norm.
+same estimator, weight ``l0_coefficient``), or (L0 / target_l0 − 1)² to steer towards a
+chosen L0 (weight ``target_l0_coefficient``), the weight rising over ``sparsity_warmup``. By
+default the sparsity term's estimator also passes its gradient to the pre-activations
+(``jumprelu_l0_to_encoder``), so the encoder, not only the thresholds, answers it. Decoder
+rows have unit norm.
 """
 
 from __future__ import annotations
@@ -72,14 +73,15 @@ class JumpReLUSAE(SparseCoder):
     def init_from_data(self, x: Tensor, target: Tensor) -> None:
         """Also start each threshold where its latent fires on about L0 / d_sae of the batch
         (L0: target_l0, else k), so training begins near the sparsity it is asked for, with
-        the latents rescaled to the best-fitting size (``fitted_latent_scale``)."""
+        the latents rescaled to the best-fitting size (``rescale_code``)."""
         super().init_from_data(x, target)
         rate = (self.cfg.target_l0 or self.cfg.k) / self.d_sae
         self.threshold.copy_(firing_quantile(self.pre_acts(x), rate).clamp_min(0.0))
-        scale = self.fitted_latent_scale(x, target)
-        if scale > 0:  # z and θ scale together: the same latents fire, each s times as strongly
-            for tensor in (self.encoder_weight, self.b_enc, self.threshold):
-                tensor.mul_(scale)
+        self.rescale_code(x, target)
+
+    def scale_latents(self, scale: float) -> None:
+        super().scale_latents(scale)
+        self.threshold.mul_(scale)  # z and θ scale together, so the same latents fire
 
     def encode(self, x: Tensor) -> Tensor:
         pre = self.pre_acts(x)
