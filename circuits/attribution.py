@@ -124,6 +124,32 @@ class SplicedModel:
         except _Stop:
             return None, nodes
 
+    def cut(self, tokens: Tensor, hooks: list[str]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """One unspliced pass cut at ``hooks``: (inputs, leaves), hook -> [N, T, d].
+
+        Each hook records the activation reaching it (``inputs``, still attached to the
+        leaves upstream of it) and passes on a fresh leaf of equal value (``leaves``). The
+        gradient of ``inputs[d]`` with respect to ``leaves[u]`` is then the direct path from
+        u to d that avoids every other cut hook. The pass ends at the last of the hooks."""
+        inputs: dict[str, Tensor] = {}
+        leaves: dict[str, Tensor] = {}
+        last = max(hooks, key=hook_order)
+
+        def cut_at(hook: str) -> Callable[[Tensor], Tensor]:
+            def patch(x: Tensor) -> Tensor:
+                inputs[hook] = x
+                if hook == last:
+                    raise _Stop
+                leaves[hook] = x.detach().requires_grad_(True)
+                return leaves[hook]
+            return patch
+
+        try:
+            self.model.forward(tokens, {h: cut_at(h) for h in hooks})
+        except _Stop:
+            pass
+        return inputs, leaves
+
     @torch.no_grad()
     def values(self, tokens: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
         """hook -> (f [N, T, d_sae], e [N, T, d]) of an unedited run."""

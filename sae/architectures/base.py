@@ -187,6 +187,14 @@ class SparseCoder(nn.Module):
         """[.., d_in] -> [.., d_sae] latent activations (inference)."""
         raise NotImplementedError
 
+    def code_gain(self, latents: Tensor) -> Tensor:
+        """[.., d_sae] -> [.., d_sae]: the derivative of each latent of a code ``encode(x)``
+        with respect to its linear pre-activation (x − b_dec) · W_enc[:, j], so that
+        ∂f_j/∂x = code_gain(f)_j · W_enc[:, j] (away from the thresholds). 1 where a latent
+        fires and 0 elsewhere for every architecture whose active latents equal their
+        pre-activations plus a constant."""
+        return (latents > 0).to(latents.dtype)
+
     def decode(self, latents: Tensor) -> Tensor:
         """[.., d_sae] -> [.., d_out], without the skip term."""
         return latents @ self.W_dec + self.b_dec

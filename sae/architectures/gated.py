@@ -56,6 +56,10 @@ class GatedSAE(SparseCoder):
         gate, magnitude = self.gate_and_magnitude(x)
         return (gate > 0) * torch.relu(magnitude)
 
+    def code_gain(self, latents: Tensor) -> Tensor:
+        """Active latents follow the magnitude path, h · exp(r_mag) + b_mag."""
+        return (latents > 0) * self.r_mag.exp()
+
     def training_forward(self, x: Tensor, target: Tensor, ctx: StepContext) -> StepOutput:
         gate, magnitude = self.gate_and_magnitude(x)
         latents = (gate > 0) * torch.relu(magnitude)
