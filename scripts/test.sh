@@ -14,7 +14,7 @@ fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 log="$(mktemp)"
 set +e
-.venv/bin/python -m pytest -q "$@" 2>&1 | tee "$log"
+.venv/bin/python -m pytest -q --durations=30 "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 if ! grep -Eq "[0-9]+ passed" "$log"; then
