@@ -151,10 +151,15 @@ def tokenize_pairs(model, examples: list[dict], width: int = 0, pad_id: int | No
 FEMALE_NAMES = ("Mary", "Anna", "Sarah", "Emma", "Lucy", "Kate", "Laura", "Alice", "Julia", "Lisa", "Rose", "Grace")
 MALE_NAMES = ("John", "James", "Tom", "David", "Paul", "Mark", "Peter", "Adam", "Daniel", "Henry", "Jack", "Kevin")
 PROFESSIONS = ("doctor", "farmer")
-_BIOS = ("{N} is a {P}. {S} said that {O} day was long.",
-         "{N} works as a {P}, and {s} likes {O} job.",
-         "Everyone knows {N}. {S} is a {P} and {O} friends like {O} work.",
-         "{N} was a {P} for years. {S} told us about {O} work.")
+_BIOS = ("{N} is a {P}. {S} {D} every day.",
+         "{N} works as a {P}, and {s} {D}.",
+         "Everyone knows {N}. {S} is a {P} who {D}.",
+         "{N} was a {P} for years. {S} {D} in the morning.")
+# What each profession does: bios describe the work as well as naming it, as real ones do. With
+# the profession in a single word, the ambiguous-set probe read gender alone (balanced accuracy
+# exactly 0.50), leaving SHIFT nothing to recover.
+_DUTIES = (("treats the sick", "visits the hospital", "gives medicine to patients", "works at the clinic"),
+           ("feeds the cows", "works in the fields", "grows wheat and corn", "drives the tractor"))
 
 
 def shift_examples(n: int, seed: int = 0, balanced: bool = False) -> list[dict]:
@@ -167,7 +172,8 @@ def shift_examples(n: int, seed: int = 0, balanced: bool = False) -> list[dict]:
         label = i % 2
         cue = (i // 2) % 2 if balanced else label
         name = rng.choice(MALE_NAMES if cue else FEMALE_NAMES)
-        subject, possessive = ("He", "his") if cue else ("She", "her")
-        text = rng.choice(_BIOS).format(N=name, P=PROFESSIONS[label], S=subject, s=subject.lower(), O=possessive)
+        subject = "He" if cue else "She"
+        text = rng.choice(_BIOS).format(N=name, P=PROFESSIONS[label], S=subject, s=subject.lower(),
+                                        D=rng.choice(_DUTIES[label]))
         rows.append({"text": text, "label": label, "cue": cue})
     return rows

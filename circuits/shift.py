@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from activations.errors import ToolkitError
 from circuits.attribution import SplicedModel, hook_order
 from circuits.circuit import keep_edit
 
@@ -52,22 +53,33 @@ def upstream_hooks(spliced: SplicedModel, hook: str) -> list[str]:
 
 
 def pooled(spliced: SplicedModel, texts: Texts, hook: str, ablated: Features | None = None,
-           grads: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, tuple[Tensor, Tensor]]]:
-    """Mean over real tokens of the activation at ``hook`` [N, d], with ``ablated`` features
-    zeroed; also hook -> (f, e) of the pass. With ``grads``, the pass keeps its graph and a
-    backward fills hook -> ∂/∂x at the hooks before ``hook``."""
+           grads: dict[str, Tensor] | None = None,
+           fill: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, tuple[Tensor, Tensor]]]:
+    """Mean over real tokens of the activation at ``hook`` [N, d], with ``ablated`` features set
+    to ``fill`` (hook -> [d_sae]; zero when not given); also hook -> (f, e) of the pass. With
+    ``grads``, the pass keeps its graph and a backward fills hook -> ∂/∂x at the hooks before
+    ``hook``."""
     hooks = upstream_hooks(spliced, hook)
     edits = {}
     for h, indices in (ablated or {}).items():
         mask = torch.ones(spliced.d_sae(h) + 1, dtype=torch.bool)
         mask[indices] = False
-        edits[h] = keep_edit(mask, (torch.zeros(()), torch.zeros(())))
+        edits[h] = keep_edit(mask, (fill[h] if fill else torch.zeros(()), torch.zeros(())))
     with torch.set_grad_enabled(grads is not None):
         _, nodes = spliced.run(texts.tokens, edits, hooks=hooks, stop_at=hook, grads=grads)
         f, e = nodes[hook]
         x = spliced.saes[hook].decode(f) + e
         real = texts.real.to(x)[..., None]
         return (x * real).sum(1) / real.sum(1), nodes
+
+
+@torch.no_grad()
+def feature_means(spliced: SplicedModel, texts: Texts, hook: str) -> dict[str, Tensor]:
+    """hook -> [d_sae] mean activation of every feature at or before ``hook`` over the real
+    tokens of ``texts``."""
+    _, nodes = pooled(spliced, texts, hook)
+    real = texts.real.float()[..., None]
+    return {h: (f * real).sum((0, 1)) / real.sum() for h, (f, _) in nodes.items()}
 
 
 @dataclass
@@ -109,9 +121,11 @@ def probe_attribution(spliced: SplicedModel, texts: Texts, hook: str, probe: Pro
     return {h: ((grads[h] @ spliced.saes[h].W_dec.t()) * f.detach()).sum(1).abs().mean(0) for h, (f, _) in nodes.items()}
 
 
-def select_by_cue(spliced: SplicedModel, judge: Texts, hook: str, scores: dict[str, Tensor], top: int = 50) -> Features:
+def select_by_cue(spliced: SplicedModel, judge: Texts, hook: str, scores: dict[str, Tensor], top: int = 400,
+                  ratio: float = 1.5) -> Features:
     """Among the ``top`` most attributed features, those whose mean (pooled) activation differs
-    more between cues (genders) than between labels (professions) on ``judge``."""
+    at least ``ratio`` times more between cues (genders) than between labels (professions) on
+    ``judge``. The defaults were chosen on a validation split (docs/circuits.md, SHIFT)."""
     flat = torch.cat([scores[h] for h in scores])
     chosen = set(flat.topk(min(top, flat.numel())).indices.tolist())
     with torch.no_grad():
@@ -125,20 +139,25 @@ def select_by_cue(spliced: SplicedModel, judge: Texts, hook: str, scores: dict[s
             return (f[groups == 1].mean(0) - f[groups == 0].mean(0)).abs()
         by_cue, by_label = gap(judge.cue), gap(judge.label)
         for i in range(scores[h].numel()):
-            if start + i in chosen and by_cue[i] > by_label[i]:
+            if start + i in chosen and by_cue[i] > ratio * by_label[i]:
                 picked.setdefault(h, []).append(i)
         start += scores[h].numel()
     return picked
 
 
-def shift(spliced: SplicedModel, train: Texts, test: Texts, hook: str, ablated: Features) -> dict[str, float]:
-    """Balanced-set probe accuracy (profession) before and after ablating ``ablated``, with the
-    original probe and with a probe retrained on the ablated training set."""
+def shift(spliced: SplicedModel, train: Texts, test: Texts, hook: str, ablated: Features,
+          fill: str = "mean") -> dict[str, float]:
+    """Balanced-set probe accuracy (profession) before and after ablating ``ablated`` (to their
+    training-set means, or to zero with ``fill="zero"``), with the original probe and with a
+    probe retrained on the ablated training set."""
+    if fill not in ("mean", "zero"):
+        raise ToolkitError(f"unknown ablation fill '{fill}'; use mean or zero")
+    values = feature_means(spliced, train, hook) if fill == "mean" else None
     x_train, _ = pooled(spliced, train, hook)
     probe = train_probe(x_train, train.label)
     x_test, _ = pooled(spliced, test, hook)
-    x_train_ab, _ = pooled(spliced, train, hook, ablated)
-    x_test_ab, _ = pooled(spliced, test, hook, ablated)
+    x_train_ab, _ = pooled(spliced, train, hook, ablated, fill=values)
+    x_test_ab, _ = pooled(spliced, test, hook, ablated, fill=values)
     retrained = train_probe(x_train_ab, train.label)
     return {"accuracy_before": probe.accuracy(x_test, test.label),
             "cue_accuracy_before": probe.accuracy(x_test, test.cue),

@@ -153,6 +153,7 @@ def test_ioi_examples_are_well_formed(split):
     composed = [f"{o} {a}" for o in ioi.OPENERS for a in ioi.ACTIONS]
     templates = [*ioi.TRAIN_TEMPLATES, *composed] if split == "train" else ioi.HELDOUT_TEMPLATES
     assert not set(composed) & set(ioi.HELDOUT_TEMPLATES)
+    regexes = [_template_regex(t, False) for t in templates]  # compiled once: more than re's cache holds
     for e in examples:
         assert set(e) == {"clean_prefix", "clean_answer", "patch_prefix", "patch_answer"}
         io, s = e["clean_answer"][1:], e["patch_answer"][1:]
@@ -161,7 +162,7 @@ def test_ioi_examples_are_well_formed(split):
         assert words.count(io) == 1 and words.count(s) == 2
         patch_words = re.findall(r"\w+", e["patch_prefix"])
         assert patch_words.count(io) == 2 and patch_words.count(s) == 1
-        assert any(_template_regex(t, False).fullmatch(e["clean_prefix"]) for t in templates)
+        assert any(r.fullmatch(e["clean_prefix"]) for r in regexes)
 
 
 @pytest.mark.parametrize("kind", ["simple", "pp", "rc", "all"])
@@ -173,6 +174,7 @@ def test_sva_examples_are_well_formed(kind, split):
         frames += agreement.composed_simple_frames()
     verbs = {(v.singular, v.plural) for v in agreement.VERBS}
     plural_subjects = 0
+    regexes = [_template_regex(f.text, True) for f in frames]
     for e in examples:
         assert set(e) == {"clean_prefix", "clean_answer", "patch_prefix", "patch_answer"}
         right, wrong = e["clean_answer"][1:], e["patch_answer"][1:]
@@ -180,7 +182,7 @@ def test_sva_examples_are_well_formed(kind, split):
         assert (right, wrong) in verbs or (wrong, right) in verbs
         assert e["clean_prefix"] != e["patch_prefix"]
         plural_subjects += (wrong, right) in verbs
-        assert any(_template_regex(f.text, True).fullmatch(e["clean_prefix"]) for f in frames)
+        assert any(r.fullmatch(e["clean_prefix"]) for r in regexes)
     assert 0.3 < plural_subjects / len(examples) < 0.7
 
 

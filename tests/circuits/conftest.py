@@ -4,8 +4,9 @@
 one on-the-fly pass (each batch read once): the embeddings (``blocks.0.hook_resid_pre``),
 and every layer's attention output, MLP output and residual stream. The folders are cached
 in pytest's cache directory under a key made of the checkpoint's weights and these
-settings, so a second test session (or a later test in the same one) reuses them; a new
-checkpoint or a changed recipe trains afresh.
+settings and the training code, so a second test session (or a later test in the same one)
+reuses them; a new checkpoint, a changed recipe or changed code under ``sae/`` or
+``activations/`` trains afresh.
 """
 
 from __future__ import annotations
@@ -27,9 +28,14 @@ RECIPE = {"architecture": "topk", "d_sae": 1536, "k": 16, "tokens": 600_000, "ba
 
 
 def _cache_key() -> str:
-    weights = (Path(CHECKPOINT_DIR) / "model.safetensors").read_bytes()
-    blob = hashlib.sha256(weights).hexdigest() + json.dumps([RECIPE, NODE_HOOKS], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """The checkpoint, the recipe and the code that trains: the training is bit-reproducible
+    on one machine, so a cached run is reused only while all three are unchanged."""
+    digest = hashlib.sha256((Path(CHECKPOINT_DIR) / "model.safetensors").read_bytes())
+    digest.update(json.dumps([RECIPE, NODE_HOOKS], sort_keys=True).encode())
+    root = Path(__file__).resolve().parents[2]
+    for source in sorted([*(root / "sae").rglob("*.py"), *(root / "activations").rglob("*.py")]):
+        digest.update(source.relative_to(root).as_posix().encode() + source.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _train(run_dir: Path) -> None:

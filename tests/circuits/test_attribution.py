@@ -72,6 +72,11 @@ def test_shift_examples_cue_is_spurious_only_when_ambiguous():
     assert all(r["label"] == r["cue"] for r in ambiguous)
     groups = [sum(1 for r in balanced if (r["label"], r["cue"]) == g) for g in ((0, 0), (0, 1), (1, 0), (1, 1))]
     assert groups == [10, 10, 10, 10]
+    from circuits.datasets import _DUTIES, PROFESSIONS
+    for r in balanced:  # each bio names its profession, describes its work, and never the other's
+        assert PROFESSIONS[r["label"]] in r["text"] and PROFESSIONS[1 - r["label"]] not in r["text"]
+        assert any(d in r["text"] for d in _DUTIES[r["label"]]) and not any(d in r["text"] for d in _DUTIES[1 - r["label"]])
+        assert (" he " in r["text"] or "He " in r["text"]) == (r["cue"] == 1)
 
 
 def test_spliced_forward_reproduces_the_model_exactly(model, spliced, sva):
@@ -123,17 +128,26 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.slow
-def test_ig_agrees_with_activation_patching_on_top_50_nodes(spliced, sva):
+def _ig_against_patching(spliced, sva) -> float:
     attribution = attribute(spliced, sva, "ig", steps=10)
     ranked = sorted(((float(s), h, i) for h, scores in attribution.scores.items() for i, s in enumerate(scores)),
                     key=lambda r: -abs(r[0]))[:50]
     exact = patch_effects(spliced, sva, [(h, i, None) for _, h, i in ranked])
     rho = spearman(torch.tensor([r[0] for r in ranked]), exact)
     print(f"IG vs activation patching on the top 50 nodes: Spearman {rho:.3f}")
-    # The issue's target is 0.9. Two builds of the same SAE fixture gave 0.929 and 0.872 (the
-    # fixture's training is not bit-reproducible across runs), so 0.9 is not reliably met and
-    # docs/circuits.md says so; this bound is what every build has cleared.
-    assert rho >= 0.85
+    return rho
+
+
+def test_ig_ranks_the_top_50_nodes_like_activation_patching(spliced, sva):
+    """A regression guard below the issue's target (next test): IG and exact patching rank
+    the top nodes alike (Pearson 0.99; the ranks differ in the crowded tail)."""
+    assert _ig_against_patching(spliced, sva) >= 0.85
+
+
+@pytest.mark.xfail(strict=True, reason="known shortfall (issue 5): on the fixture SAEs IG and exact patching of the "
+                   "top 50 nodes agree with Spearman 0.872 (AtP: 0.977), target 0.9")
+def test_ig_agrees_with_activation_patching_on_top_50_nodes(spliced, sva):
+    assert _ig_against_patching(spliced, sva) >= 0.9
 
 
 def test_bad_inputs_are_toolkit_errors(spliced, sva):
