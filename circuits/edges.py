@@ -148,7 +148,8 @@ def _segment_kind(x_up: Tensor, x_down: Tensor) -> str:
     """How the direct path from x_up to x_down [N, T, d] acts, probed with two VJPs:
     "identity" (the residual stream's own links), "per_token" (each output token depends on
     its own input token alone: the MLP's) or "mixing" (attention)."""
-    probe = torch.randn_like(x_down)
+    generator = torch.Generator().manual_seed(0)  # leaves the caller's random state alone
+    probe = torch.randn(x_down.shape, generator=generator, dtype=x_down.dtype).to(x_down.device)
     (g,) = torch.autograd.grad(x_down, x_up, grad_outputs=probe, retain_graph=True)
     if torch.equal(g, probe):
         return "identity"
