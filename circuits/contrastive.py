@@ -5,12 +5,15 @@ the model; an SAE reads one hook at one position of each prompt. Latents are ran
 difference of their firing frequencies between the sets, after dropping latents that fire
 on more than ``max_density`` of ordinary tokens (dense latents separate everything a bit
 and mean nothing). The top latents score new prompts (``score``, ``auroc``) and steer the
-model (``circuits.interventions.Steering`` along their decoder directions).
+model (``circuits.interventions.Steering`` along their decoder directions), best at the
+positions where the model reads the entity: from its first token to the end of the prompt
+(``positions_from``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -69,10 +72,24 @@ def latent_steering(sae: SparseCoder, latents: list[int], scale: float, position
     return [Steering(sae.cfg.hook, sae.W_dec[i].detach(), scale, positions) for i in latents]
 
 
-def answer_rate(model, prompts: list[str], refusal: str, edits=(), max_new_tokens: int = 6) -> float:
-    """Fraction of greedy continuations that do not start with ``refusal``, under ``edits``."""
+def positions_from(model, prompt: str, text: str) -> list[int]:
+    """Token positions of ``prompt`` (BOS first, as ``model.to_tokens``) from the first token of
+    ``text`` (say, an entity's name) to the prompt's end."""
+    if text not in prompt:
+        raise ToolkitError(f"'{text}' does not occur in the prompt '{prompt}'")
+    head = prompt[:prompt.index(text)].rstrip()
+    full, before = model.to_tokens([prompt])[0], model.to_tokens([head])[0]
+    if not torch.equal(full[:len(before)], before):
+        raise ToolkitError(f"'{text}' does not start at a token boundary of '{prompt}'")
+    return list(range(len(before), len(full)))
+
+
+def answer_rate(model, prompts: list[str], refusal: str, edits: Sequence | Callable[[str], Sequence] = (),
+                max_new_tokens: int = 6) -> float:
+    """Fraction of greedy continuations that do not start with ``refusal``, under ``edits``
+    (the same for every prompt, or a function of the prompt)."""
     answered = 0
-    with intervene(model, list(edits)):
-        for prompt in prompts:
+    for prompt in prompts:
+        with intervene(model, list(edits(prompt) if callable(edits) else edits)):
             answered += not generate(model, prompt, max_new_tokens).strip().startswith(refusal.strip()[:8])
     return answered / len(prompts)

@@ -23,7 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=float, required=True, help="s: residual-norm units added along each unit direction")
     p.add_argument("--schedule", choices=SCHEDULES, default="constant", help="scale across the given layers, in order")
     p.add_argument("--prompt", action="append", required=True, help="prompt text (repeatable)")
-    p.add_argument("--positions", default="all", help="'all', 'last' or comma-separated token positions")
+    p.add_argument("--positions", default="all",
+                   help="'all', 'last', comma-separated token positions, or 'from:TEXT': from TEXT's first token "
+                        "(say, an entity) to the prompt's end (the held-out CE/KL then steers all positions)")
     p.add_argument("--max-new-tokens", type=int, default=20)
     p.add_argument("--target", default="", help="also report P(target token) after each prompt")
     p.add_argument("--contexts", type=int, default=8, help="held-out tinyworld contexts for CE/KL (0: skip)")
@@ -31,20 +33,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
 
 
-def _positions(spec: str, length: int):
-    if spec == "all":
+def _positions(spec: str, length: int, model=None, prompt: str | None = None):
+    if spec == "all" or (spec.startswith("from:") and prompt is None):
         return None
     if spec == "last":
         return [length - 1]
+    if spec.startswith("from:"):
+        from circuits.contrastive import positions_from
+        return positions_from(model, prompt, spec[len("from:"):])
     try:
         return [int(i) for i in spec.split(",")]
     except ValueError:
-        raise ToolkitError(f"--positions '{spec}' is not 'all', 'last' or comma-separated integers") from None
+        raise ToolkitError(f"--positions '{spec}' is not 'all', 'last', 'from:TEXT' or comma-separated integers") from None
 
 
-def _edits(saes, features, args, length) -> list[Steering]:
+def _edits(saes, features, args, length, model=None, prompt: str | None = None) -> list[Steering]:
     chain = [(sae.cfg.hook, sae.W_dec[f].detach()) for sae, f in zip(saes, features)]
-    return chain_steering(chain, args.scale, args.schedule, _positions(args.positions, length))
+    return chain_steering(chain, args.scale, args.schedule, _positions(args.positions, length, model, prompt))
 
 
 def _print_metrics(label: str, report: dict) -> None:
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     gen = torch.Generator().manual_seed(0)
     for prompt in args.prompt:
         length = model.to_tokens([prompt]).shape[1]
-        edits = _edits(saes, args.feature, args, length)
+        edits = _edits(saes, args.feature, args, length, model, prompt)
         print(f"prompt: {prompt!r}")
         print(f"  clean:   {generate(model, prompt, args.max_new_tokens)!r}")
         with intervene(model, edits):

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from activations.corpus import entity_prompts
+from activations.errors import ToolkitError
 from activations.corpus.world import DONT_KNOW
-from circuits.contrastive import answer_rate, auroc, by_length, latent_activations, latent_steering, rank_latents, score
+from circuits.contrastive import (answer_rate, auroc, by_length, latent_activations, latent_steering,
+                                  positions_from, rank_latents, score)
 from circuits.interventions import Steering
 
 HOOK = "blocks.2.hook_resid_post"
@@ -95,23 +97,39 @@ def test_unknown_entity_latents_separate_heldout_prompts(model, unknown_latents)
     assert separation >= 0.9, (hook, top.tolist(), separation)
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall (issue 4): on the stage-4 embedded model, steering along "
-                   "the blocks.1 unknown-entity latents lowers the answer rate on known entities from 1.000 to 0.925 "
-                   "(random directions: 1.000); the test asks for a 0.2 drop")
 @pytest.mark.slow
 def test_unknown_entity_latents_steer_answers(model, unknown_latents):
-    """Adding the unknown-entity latents makes the model refuse known entities more often
-    than random directions of the same norm do."""
+    """Adding the unknown-entity latents where the model reads the entity (from its name to
+    the end of the question) makes the model refuse known entities, where random directions
+    of the same norm at the same positions do not."""
     hook, top, _, sae = unknown_latents
-    known_test, _ = _entity_sets(100, 1, "heldout")
+    known_test = entity_prompts(100, True, 1, "heldout")
     prompts, calibration = known_test[:40], known_test[40:60]
-    norm = float(model.capture(model.to_tokens(prompts[:1]), [hook])[hook][0, -1].norm())
+    where = {p["prompt"]: positions_from(model, p["prompt"], p["entity"]) for p in known_test[:60]}
+    norm = float(model.capture(model.to_tokens([prompts[0]["prompt"]]), [hook])[hook][0, -1].norm())
+
+    def latents_at(scale):
+        return lambda prompt: latent_steering(sae, top.tolist(), scale, where[prompt])
+
+    def rate(items, edits=()):
+        return answer_rate(model, [p["prompt"] for p in items], DONT_KNOW, edits)
+
     scale = min((norm * f for f in (0.25, 0.5, 1.0, 2.0, 4.0)),  # picked on prompts the assertion does not use
-                key=lambda s: answer_rate(model, calibration, DONT_KNOW, latent_steering(sae, top.tolist(), s)))
-    clean = answer_rate(model, prompts, DONT_KNOW)
-    steered = answer_rate(model, prompts, DONT_KNOW, latent_steering(sae, top.tolist(), scale))
+                key=lambda s: rate(calibration, latents_at(s)))
+    clean, steered = rate(prompts), rate(prompts, latents_at(scale))
     gen = torch.Generator().manual_seed(0)
-    random_dirs = [Steering(hook, torch.randn(sae.d_in, generator=gen), scale) for _ in top]
-    control = answer_rate(model, prompts, DONT_KNOW, random_dirs)
+    directions = [torch.randn(sae.d_in, generator=gen) for _ in top]
+    control = rate(prompts, lambda prompt: [Steering(hook, d, scale, where[prompt]) for d in directions])
     print(f"answer rate: clean {clean:.3f}, steered {steered:.3f}, random directions {control:.3f} (scale {scale:.2f})")
-    assert clean - steered >= 0.2 and clean - steered > clean - control + 0.2, (clean, steered, control, scale)
+    assert clean - steered >= 0.5 and clean - steered > clean - control + 0.5, (clean, steered, control, scale)
+
+
+def test_positions_from_covers_the_entity_to_the_end(model):
+    prompt = "Q: In which city does Talnok live? A:"
+    positions = positions_from(model, prompt, "Talnok")
+    tokens = model.to_tokens([prompt])[0]
+    assert positions[-1] == len(tokens) - 1
+    assert model.tokenizer.decode(tokens[positions[0]:positions[0] + 3].tolist()).strip().startswith("Talnok")
+    assert "Talnok" not in model.tokenizer.decode(tokens[:positions[0]].tolist())
+    with pytest.raises(ToolkitError, match="does not occur"):
+        positions_from(model, prompt, "Kelven")

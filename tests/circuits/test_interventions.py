@@ -194,6 +194,10 @@ def test_sae_steer_prints_generations_and_metrics_and_refuses_bad_input(tmp_path
     out = capsys.readouterr().out
     for label in ("clean:", "steered:", "random:", "p_target: clean", "ce: clean", "kl: clean"):
         assert label in out, out
+    assert main([*args, "--positions", "from:Savric"]) == 0  # steer from the entity to the end
+    assert "steered:" in capsys.readouterr().out
+    assert main([*args, "--positions", "from:Kelven"]) == 2
+    assert "does not occur in the prompt" in capsys.readouterr().err
     assert main(["steer", "--sae", str(tmp_path / "missing"), "--feature", "3", "--scale", "1", "--prompt", "x"]) == 2
     assert capsys.readouterr().err.strip().startswith("error: ")
     assert main([*args[:4], "9999", *args[5:]]) == 2
