@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import csv
 import json
+from html import escape
 from pathlib import Path
 
 import plotly.graph_objects as go
 
 from circuits.flow import CLASSES, SOURCES, FlowLayer, LayerFlow
 from circuits.flow_graph import FlowGraph
+
+def plotly_text(text: str) -> str:
+    """Text from the data, safe in plotly's HTML subset (which knows links): < > & escaped, and
+    quotes left alone because plotly would show their entities literally."""
+    return escape(text, quote=False)
+
 
 _KIND_COLOURS = {"resid": "#4c78a8", "attn": "#f58518", "mlp": "#54a24b"}
 
@@ -54,19 +61,21 @@ def graph_figure(graph: FlowGraph) -> go.Figure:
         a, b = graph.nodes[e.source], graph.nodes[e.target]
         fig.add_scatter(x=[a.x, b.x], y=[y[e.source], y[e.target]], mode="lines", showlegend=False,
                         line={"color": _KIND_COLOURS[e.kind], "width": 1 + 6 * max(e.similarity, 0)},
-                        hoverinfo="text", text=f"{e.source} → {e.target}: cos {e.similarity:.3f}")
+                        hoverinfo="text", text=plotly_text(f"{e.source} → {e.target}: cos {e.similarity:.3f}"))
     for kind, colour in _KIND_COLOURS.items():
         nodes = [n for n in graph.nodes.values() if kind_of[n.id] == kind]
         fig.add_scatter(x=[n.x for n in nodes], y=[y[n.id] for n in nodes], mode="markers+text", name=kind,
                         marker={"size": 14, "color": colour}, text=[str(n.feature) for n in nodes],
-                        textposition="top center", hovertext=[n.id for n in nodes], hoverinfo="text")
-    fig.update_layout(title=f"Flow of {graph.seed.id}", xaxis_title="depth (residual boundary)",
+                        textposition="top center", hovertext=[plotly_text(n.id) for n in nodes], hoverinfo="text")
+    fig.update_layout(title=f"Flow of {plotly_text(graph.seed.id)}", xaxis_title="depth (residual boundary)",
                       yaxis={"tickvals": [-1, 0, 1], "ticktext": ["mlp", "resid", "attn"], "range": [-1.6, 1.6]})
     return fig
 
 
 def write_html(path: Path, figures: list[go.Figure], title: str = "Feature flow") -> None:
-    """All figures on one page; plotly.js is embedded in the first and reused by the rest."""
+    """All figures on one page; plotly.js is embedded in the first and reused by the rest.
+    Text from the data is escaped (plotly reads a subset of HTML, links included)."""
+    title = escape(title)
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
     path.write_text(f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n"
                     f"<body>\n<h1>{title}</h1>\n" + "\n".join(parts) + "\n</body></html>\n")

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from circuits.attribution import Attribution, hook_order
 from circuits.edges import Edges
+from circuits.flow_export import plotly_text
 
 
 def node_id(hook: str, feature: int | None, position: int | None) -> str:
@@ -78,7 +79,8 @@ def write_html(doc: dict, path: Path) -> Path:
     for e in doc["edges"]:
         (x0, y0), (x1, y1) = places[e["source"]], places[e["target"]]
         fig.add_trace(go.Scatter(x=[x0, x1], y=[y0, y1], mode="lines", hoverinfo="text",
-                                 text=f"{e['source']} → {e['target']}: {e['weight']:.3g}", showlegend=False,
+                                 text=plotly_text(f"{e['source']} → {e['target']}: {e['weight']:.3g}"),
+                                 showlegend=False,
                                  line=dict(width=0.5 + 4 * abs(e["weight"]) / top,
                                            color="royalblue" if e["weight"] > 0 else "crimson")))
     nodes = doc["nodes"]
@@ -86,11 +88,15 @@ def write_html(doc: dict, path: Path) -> Path:
         x=[places[n["id"]][0] for n in nodes], y=[places[n["id"]][1] for n in nodes], mode="markers",
         marker=dict(size=12, color=[n["attribution"] for n in nodes], colorscale="RdBu", cmid=0, showscale=True,
                     symbol=["square" if n["kind"] == "error" else "circle" for n in nodes]),
-        text=[f"{n['id']}<br>attribution {n['attribution']:.3g}<br>activation {n['activation']:.3g}" for n in nodes],
+        text=[f"{plotly_text(n['id'])}<br>attribution {n['attribution']:.3g}<br>activation {n['activation']:.3g}"
+              for n in nodes],
         hoverinfo="text", showlegend=False))
     hooks = sorted({n["hook"] for n in nodes}, key=hook_order)
-    fig.update_layout(title=f"Sparse feature circuit: {doc['meta'].get('dataset', '')}", template="plotly_white",
-                      xaxis=dict(tickvals=list(range(len(hooks))), ticktext=hooks, tickangle=-45),
+    # plotly reads a subset of HTML in text (links included): everything from the data is escaped
+    fig.update_layout(title=f"Sparse feature circuit: {plotly_text(str(doc['meta'].get('dataset', '')))}",
+                      template="plotly_white",
+                      xaxis=dict(tickvals=list(range(len(hooks))), ticktext=[plotly_text(h) for h in hooks],
+                                 tickangle=-45),
                       yaxis=dict(title="rank by |attribution|", autorange="reversed"))
     path.write_text(fig.to_html(include_plotlyjs=True, full_html=True))
     return path
