@@ -131,7 +131,7 @@ def down_edges(spliced: SplicedModel, batch: PromptBatch, attribution: Attributi
         with torch.no_grad():
             v = downstream_vectors(down_sae, f_down, attribution.grads[down], down_ids[start:start + chunk],
                                    attribution.per_position).to(x_down.dtype)
-        each, everywhere = torch.arange(len(v)), torch.ones(v.shape[:-1], dtype=torch.bool)
+        each, everywhere = torch.arange(len(v)), torch.ones(v.shape[:-1], dtype=torch.bool, device=v.device)
         with torch.no_grad():  # identity links: the VJP is v itself
             for link in live:
                 if kinds[link] == "identity":
@@ -141,7 +141,7 @@ def down_edges(spliced: SplicedModel, batch: PromptBatch, attribution: Attributi
             with torch.no_grad():
                 for link, g in zip(passes, grads):
                     rows[link].append(project[link](g, owner, support))
-    return {**out, **{link: torch.cat(parts) for link, parts in rows.items()}}
+    return {**out, **{link: torch.cat(parts).cpu() for link, parts in rows.items()}}
 
 
 def _segment_kind(x_up: Tensor, x_down: Tensor) -> str:
@@ -153,12 +153,10 @@ def _segment_kind(x_up: Tensor, x_down: Tensor) -> str:
     (g,) = torch.autograd.grad(x_down, x_up, grad_outputs=probe, retain_graph=True)
     if torch.equal(g, probe):
         return "identity"
-    one = torch.zeros_like(x_down)
-    one[0, -1] = probe[0, -1]
-    (g,) = torch.autograd.grad(x_down, x_up, grad_outputs=one, retain_graph=True)
-    elsewhere = g.clone()
-    elsewhere[0, -1] = 0
-    return "mixing" if elsewhere.any() else "per_token"
+    last = torch.zeros_like(x_down)
+    last[:, -1] = probe[:, -1]  # every example's last token: attention there reads all earlier ones
+    (g,) = torch.autograd.grad(x_down, x_up, grad_outputs=last, retain_graph=True)
+    return "mixing" if g[:, :-1].any() else "per_token"
 
 
 def _vjps(x_ups: list[Tensor], x_down: Tensor, v: Tensor, mode: str) -> tuple[list[Tensor], Tensor, Tensor]:
@@ -174,7 +172,7 @@ def _vjps(x_ups: list[Tensor], x_down: Tensor, v: Tensor, mode: str) -> tuple[li
         parts = [torch.autograd.grad(x_down, x_ups, grad_outputs=v[i:i + step], retain_graph=True,
                                      is_grads_batched=True) for i in range(0, len(v), step)]
         grads = [torch.cat([part[u] for part in parts]) for u in range(len(x_ups))]
-        return grads, torch.arange(len(v)), torch.ones(v.shape[:-1], dtype=torch.bool)
+        return grads, torch.arange(len(v)), torch.ones(v.shape[:-1], dtype=torch.bool, device=v.device)
     support = v.ne(0).any(-1)
     groups = pack(support)
     parts = [torch.autograd.grad(x_down, x_ups, grad_outputs=v[members].sum(0), retain_graph=True)
@@ -206,7 +204,7 @@ def pack(support: Tensor) -> list[Tensor]:
 def _positions(ids: Tensor, d_sae: int, n_positions: int, per_position: bool) -> tuple[Tensor, Tensor]:
     """Flat node ids -> (index within the hook (d_sae = error), position mask [K, T])."""
     if not per_position:
-        return ids, torch.ones(len(ids), n_positions)
+        return ids, torch.ones(len(ids), n_positions, device=ids.device)
     return ids % (d_sae + 1), torch.nn.functional.one_hot(ids // (d_sae + 1), n_positions).float()
 
 
@@ -219,9 +217,9 @@ def downstream_vectors(sae: SparseCoder, f: Tensor, grads: tuple[Tensor, Tensor]
     uᵀ ∂e/∂x = u − ((u · W_decᵀ) ⊙ gain) · W_encᵀ. Equal to autograd through ``encode``."""
     lf, le = grads
     n_positions = le.shape[1]
-    index, at = _positions(ids, sae.d_sae, n_positions, per_position)
+    index, at = _positions(ids.to(le.device), sae.d_sae, n_positions, per_position)
     gain = sae.code_gain(f)
-    out = torch.zeros(len(ids), *le.shape, dtype=le.dtype)
+    out = torch.zeros(len(ids), *le.shape, dtype=le.dtype, device=le.device)
     feature = index < sae.d_sae
     if feature.any():
         js = index[feature]
@@ -241,7 +239,7 @@ class _UpstreamProjection:
 
     def __init__(self, sae: SparseCoder, deltas: tuple[Tensor, Tensor], ids: Tensor, per_position: bool):
         delta_f, self.delta_e = deltas
-        index, at = _positions(ids, sae.d_sae, delta_f.shape[1], per_position)
+        index, at = _positions(ids.to(delta_f.device), sae.d_sae, delta_f.shape[1], per_position)
         self.feature = index < sae.d_sae
         features, self.which = index[self.feature].unique(return_inverse=True)
         self.decoder = sae.W_dec[features].t()  # [d, F]
@@ -253,7 +251,7 @@ class _UpstreamProjection:
         support[k] [N, T] of grads[owner[k]]. -> [K, n_up] weights."""
         n = grads.shape[1]
         rows = support.to(grads.dtype)
-        out = torch.zeros(len(owner), len(self.feature), dtype=grads.dtype)
+        out = torch.zeros(len(owner), len(self.feature), dtype=grads.dtype, device=grads.device)
         if self.feature.any():
             terms = (grads @ self.decoder) * self.delta_f  # [G, N, T, F]
             per_t = torch.einsum("knt,kntf->ktf", rows, terms[owner]) / n
