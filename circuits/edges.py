@@ -116,7 +116,7 @@ def down_edges(spliced: SplicedModel, batch: PromptBatch, attribution: Attributi
     if not live:
         return out
     if cut is None:
-        cut = spliced.cut(batch.clean, sorted({h for k in into for h in (k.up, k.down, *k.stop)}, key=hook_order))
+        cut = spliced.cut(batch.clean, _cut_hooks(into))
     inputs, leaves = cut
     down_sae, x_down = spliced.saes[down], inputs[down]
     with torch.no_grad():
@@ -142,6 +142,12 @@ def down_edges(spliced: SplicedModel, batch: PromptBatch, attribution: Attributi
                 for link, g in zip(passes, grads):
                     rows[link].append(project[link](g, owner, support))
     return {**out, **{link: torch.cat(parts).cpu() for link, parts in rows.items()}}
+
+
+def _cut_hooks(found: list[Link]) -> list[str]:
+    """Every up, down and stop hook of ``found``, in execution order: where ``SplicedModel.cut``
+    must cut so that each link's gradient follows its direct path only."""
+    return sorted({h for link in found for h in (link.up, link.down, *link.stop)}, key=hook_order)
 
 
 def _segment_kind(x_up: Tensor, x_down: Tensor) -> str:
@@ -313,8 +319,7 @@ def compute_edges(spliced: SplicedModel, batch: PromptBatch, attribution: Attrib
     """Edges among the selected nodes of every link, keeping |weight| > ``threshold``."""
     found = links(spliced.hooks)
     if batched:
-        hooks = sorted({h for link in found for h in (link.up, link.down, *link.stop)}, key=hook_order)
-        cut = spliced.cut(batch.clean, hooks) if found else None
+        cut = spliced.cut(batch.clean, _cut_hooks(found)) if found else None
         dense = {}
         for down in dict.fromkeys(link.down for link in found):
             into = [link for link in found if link.down == down]

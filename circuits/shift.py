@@ -74,10 +74,9 @@ def pooled(spliced: SplicedModel, texts: Texts, hook: str, ablated: Features | N
 
 
 @torch.no_grad()
-def feature_means(spliced: SplicedModel, texts: Texts, hook: str) -> dict[str, Tensor]:
-    """hook -> [d_sae] mean activation of every feature at or before ``hook`` over the real
-    tokens of ``texts``."""
-    _, nodes = pooled(spliced, texts, hook)
+def real_token_means(nodes: dict[str, tuple[Tensor, Tensor]], texts: Texts) -> dict[str, Tensor]:
+    """hook -> [d_sae] mean activation of every feature in ``nodes`` (a ``pooled`` pass over
+    ``texts``) over the real tokens, padding and BOS left out."""
     real = texts.real.float()[..., None]
     return {h: (f * real).sum((0, 1)) / real.sum() for h, (f, _) in nodes.items()}
 
@@ -152,8 +151,8 @@ def shift(spliced: SplicedModel, train: Texts, test: Texts, hook: str, ablated: 
     probe retrained on the ablated training set."""
     if fill not in ("mean", "zero"):
         raise ToolkitError(f"unknown ablation fill '{fill}'; use mean or zero")
-    values = feature_means(spliced, train, hook) if fill == "mean" else None
-    x_train, _ = pooled(spliced, train, hook)
+    x_train, nodes = pooled(spliced, train, hook)
+    values = real_token_means(nodes, train) if fill == "mean" else None
     probe = train_probe(x_train, train.label)
     x_test, _ = pooled(spliced, test, hook)
     x_train_ab, _ = pooled(spliced, train, hook, ablated, fill=values)

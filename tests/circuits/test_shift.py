@@ -9,7 +9,8 @@ from circuits.attribution import SplicedModel
 from circuits.commands.circuit import load_saes
 from circuits.datasets import shift_examples
 from activations.errors import ToolkitError
-from circuits.shift import encode_texts, feature_means, pooled, probe_attribution, select_by_cue, shift, train_probe
+from circuits.shift import (encode_texts, pooled, probe_attribution, real_token_means, select_by_cue, shift,
+                           train_probe)
 
 HOOK = "blocks.3.hook_resid_post"
 
@@ -40,7 +41,7 @@ def test_ablated_features_take_the_fill_values(tiny_saes):
     model = load_model("tiny", device="cpu")
     spliced = SplicedModel(model, load_saes(next(iter(tiny_saes.values())).parent))
     texts = encode_texts(model, shift_examples(8, seed=4))
-    means = feature_means(spliced, texts, HOOK)
+    means = real_token_means(pooled(spliced, texts, HOOK)[1], texts)
     ablated = {h: means[h].topk(k).indices.tolist() for h, k in (("blocks.0.hook_resid_pre", 2), (HOOK, 1))}
     assert all((means[h][i] > 0).all() for h, i in ablated.items())  # a zero fill would differ
     for fill in (means, None):
