@@ -15,6 +15,9 @@ or zero ("zero"): positive scores mark nodes that carry the behaviour. Estimator
   line from baseline to clean, one hook at a time (all steps batched into one pass).
 - ``exact``: activation patching of the given nodes, batched (the ground truth for tests).
 
+``check_against_patching`` patches the top nodes of an attribution exactly and reports how
+well the estimate ranks them (Spearman): a check of the estimator on the user's own behaviour.
+
 The metric defaults to the logit difference clean − patch answer at each prompt's last
 position; any ``metric(logits [N, T, vocab], batch) -> [N]`` may replace it.
 """
@@ -270,3 +273,47 @@ def _patch_group(spliced, batch, group, base, m_clean, metric) -> list[float]:
     logits, _ = spliced.run(repeated.clean, {h: edit_for(h) for h in by_hook}, hooks=list(by_hook))
     patched = metric(logits, repeated).view(k, n)
     return (m_clean[None] - patched).mean(1).tolist()
+
+
+def top_nodes(attribution: Attribution, n: int) -> list[tuple[str, int, int | None, float]]:
+    """The ``n`` nodes of largest |score|, largest first: (hook, index, position or None when
+    summed, score); index d_sae is the hook's error node."""
+    flat = [(hook, k, float(v)) for hook, scores in attribution.scores.items()
+            for k, v in enumerate(scores.flatten().tolist())]
+    flat.sort(key=lambda r: -abs(r[2]))
+    nodes = []
+    for hook, k, score in flat[:n]:
+        width = attribution.scores[hook].shape[-1]
+        position, index = divmod(k, width) if attribution.per_position else (None, k)
+        nodes.append((hook, index, position, score))
+    return nodes
+
+
+def rank_correlation(a: Tensor, b: Tensor) -> float:
+    """Spearman's rho of two 1-D tensors: the Pearson correlation of their ranks, ties given
+    their average rank."""
+    def ranks(x: Tensor) -> Tensor:
+        first = torch.empty(len(x), dtype=torch.float64)
+        first[x.argsort()] = torch.arange(len(x), dtype=torch.float64)
+        _, group = torch.unique(x, return_inverse=True)
+        total = torch.zeros(int(group.max()) + 1, dtype=torch.float64).index_add_(0, group, first)
+        return (total / torch.bincount(group).double())[group]
+    if len(a) != len(b) or len(a) < 2:
+        raise ToolkitError(f"a rank correlation needs two series of equal length >= 2, not {len(a)} and {len(b)}")
+    return float(torch.corrcoef(torch.stack([ranks(a), ranks(b)]))[0, 1])
+
+
+def check_against_patching(spliced: SplicedModel, batch: PromptBatch, attribution: Attribution, top: int = 50,
+                           baseline: str = "counterfactual", metric: Metric = logit_diff) -> dict:
+    """Patch the ``top`` nodes of ``attribution`` exactly (with the baseline it used) and
+    compare: {"n", "spearman", "pearson", "nodes": [{hook, feature (None: error), position,
+    estimate, exact}]}."""
+    if top < 2:
+        raise ToolkitError(f"checking against patching needs at least 2 nodes, not {top}")
+    nodes = top_nodes(attribution, top)
+    exact = patch_effects(spliced, batch, [(h, i, t) for h, i, t, _ in nodes], baseline, metric)
+    estimate = torch.tensor([score for *_, score in nodes])
+    return {"n": len(nodes), "spearman": rank_correlation(estimate, exact),
+            "pearson": float(torch.corrcoef(torch.stack([estimate.double(), exact.double()]))[0, 1]),
+            "nodes": [{"hook": h, "feature": None if i == spliced.d_sae(h) else i, "position": t,
+                       "estimate": score, "exact": float(x)} for (h, i, t, score), x in zip(nodes, exact)]}

@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--edge-threshold", type=float, default=0.0, help="keep edges with |weight| above this")
     p.add_argument("--no-edges", action="store_true")
     p.add_argument("--sweep", default="10,25,50,100,200", help="circuit sizes for the faithfulness curve ('' skips)")
+    p.add_argument("--check-top", type=int, default=0, metavar="N",
+                   help="patch the N top nodes exactly and report how well the estimate ranks them (0 skips)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
 
@@ -57,12 +59,14 @@ def load_saes(run_dir: str | Path, device: str = "cpu") -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from activations.models import load_model
-    from circuits.attribution import SplicedModel, attribute
+    from circuits.attribution import SplicedModel, attribute, check_against_patching
     from circuits.circuit import evaluate, faithfulness_curve, select_nodes
     from circuits.datasets import load_examples, tokenize_pairs, train_test_split
     from circuits.edges import compute_edges
     from circuits.render import circuit_json, write_outputs
 
+    if args.check_top == 1 or args.check_top < 0:
+        raise ToolkitError(f"--check-top {args.check_top}: give 0 to skip, or at least 2 nodes to rank")
     saes = load_saes(args.saes, args.device)
     model_name = args.model or next((s.metadata.get("model_name") for s in saes.values()
                                      if s.metadata.get("model_name")), "")
@@ -87,11 +91,17 @@ def run(args: argparse.Namespace) -> int:
             "baseline": args.baseline, "per_position": args.per_position, "threshold": args.threshold,
             "value": args.value, "n_discover": len(found), "n_evaluate": len(held), "total_effect": attribution.total,
             "evaluation": scores, "faithfulness_curve": curve}
+    if args.check_top:
+        meta["patching_check"] = check_against_patching(spliced, found, attribution, args.check_top, args.baseline)
     paths = write_outputs(circuit_json(attribution, masks, edges, meta), args.out)
     doc = json.loads(paths[0].read_text())
     print(f"{len(doc['nodes'])} nodes, {len(doc['edges'])} edges; faithfulness {scores['faithfulness']:.3f}, "
           f"completeness {scores['completeness']:.3f} on {len(held)} held-out examples")
     for point in curve:
         print(f"  top {point['size']:>4}: faithfulness {point['faithfulness']:.3f}")
+    if args.check_top:
+        check = meta["patching_check"]
+        print(f"  top {check['n']} nodes against exact patching: Spearman {check['spearman']:.3f}, "
+              f"Pearson {check['pearson']:.3f}")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

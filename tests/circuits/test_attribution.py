@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from activations.errors import ToolkitError
-from circuits.attribution import SplicedModel, attribute, logit_diff, patch_effects
+from circuits.attribution import (SplicedModel, attribute, check_against_patching, logit_diff, patch_effects,
+                                  rank_correlation)
 from circuits.commands.circuit import load_saes
 from circuits.datasets import (BUILTIN, load_examples, read_examples, shift_examples, tokenize_pairs,
                                train_test_split)
@@ -121,21 +122,11 @@ def test_user_metric_replaces_the_logit_difference(spliced, sva):
     torch.testing.assert_close(flipped.scores[hook], -default.scores[hook])
 
 
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Rank correlation of two 1-D tensors (no ties expected)."""
-    ra, rb = (x.argsort().argsort().double() for x in (a, b))
-    return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
-
-
-@pytest.mark.slow
 def _ig_against_patching(spliced, sva) -> float:
-    attribution = attribute(spliced, sva, "ig", steps=10)
-    ranked = sorted(((float(s), h, i) for h, scores in attribution.scores.items() for i, s in enumerate(scores)),
-                    key=lambda r: -abs(r[0]))[:50]
-    exact = patch_effects(spliced, sva, [(h, i, None) for _, h, i in ranked])
-    rho = spearman(torch.tensor([r[0] for r in ranked]), exact)
-    print(f"IG vs activation patching on the top 50 nodes: Spearman {rho:.3f}")
-    return rho
+    check = check_against_patching(spliced, sva, attribute(spliced, sva, "ig", steps=10), 50)
+    print(f"IG vs activation patching on the top 50 nodes: Spearman {check['spearman']:.3f}, "
+          f"Pearson {check['pearson']:.3f}")
+    return check["spearman"]
 
 
 def test_ig_ranks_the_top_50_nodes_like_activation_patching(spliced, sva):
@@ -148,6 +139,48 @@ def test_ig_ranks_the_top_50_nodes_like_activation_patching(spliced, sva):
                    "top 50 nodes agree with Spearman 0.872 (AtP: 0.977), target 0.9")
 def test_ig_agrees_with_activation_patching_on_top_50_nodes(spliced, sva):
     assert _ig_against_patching(spliced, sva) >= 0.9
+
+
+def test_rank_correlation_gives_ties_their_average_rank():
+    # ranks (0, 1.5, 1.5, 3) against (0, 2, 1, 3): covariance 4.5, variances 4.5 and 5
+    rho = rank_correlation(torch.tensor([1.0, 2.0, 2.0, 3.0]), torch.tensor([10.0, 30.0, 20.0, 40.0]))
+    assert rho == pytest.approx(4.5 / (4.5 * 5) ** 0.5)
+    assert rank_correlation(torch.tensor([3.0, 1.0, 2.0]), torch.tensor([-1.0, 5.0, 0.0])) == pytest.approx(-1.0)
+    with pytest.raises(ToolkitError, match="equal length"):
+        rank_correlation(torch.tensor([1.0, 2.0]), torch.tensor([1.0]))
+
+
+@pytest.mark.parametrize("per_position", [False, True])
+def test_patching_check_patches_the_top_nodes_of_the_estimate(spliced, sva, per_position):
+    """The checked nodes are the estimate's largest |score| in order, and each exact value is
+    m(clean) − m(that one node set to its patch value), recomputed here by hand."""
+    attribution = attribute(spliced, sva, "atp", per_position=per_position)
+    check = check_against_patching(spliced, sva, attribution, 12)
+    flat = torch.cat([s.abs().flatten() for s in attribution.scores.values()])
+    assert [abs(n["estimate"]) for n in check["nodes"]] == pytest.approx(flat.topk(12).values.tolist())
+    patch = spliced.values(sva.patch)
+    with torch.no_grad():
+        m_clean = logit_diff(spliced.run(sva.clean)[0], sva)
+    kinds = set()
+    for node in check["nodes"]:
+        hook, feature, t = node["hook"], node["feature"], node["position"]
+        at = slice(None) if t is None else t
+        index = spliced.d_sae(hook) if feature is None else feature
+        assert node["estimate"] == pytest.approx(float(attribution.scores[hook][(index,) if t is None else (t, index)]))
+        kinds.add(feature is None)
+
+        def edit(f, e, hook=hook, feature=feature, at=at):
+            f, e = f.clone(), e.clone()
+            if feature is None:
+                e[:, at] = patch[hook][1][:, at]
+            else:
+                f[:, at, feature] = patch[hook][0][:, at, feature]
+            return f, e
+        with torch.no_grad():
+            patched = logit_diff(spliced.run(sva.clean, {hook: edit}, hooks=[hook])[0], sva)
+        assert node["exact"] == pytest.approx(float((m_clean - patched).mean()), abs=1e-4)
+    assert kinds == {True, False}, "the top nodes should include feature and error nodes"
+    assert -1.0 <= check["spearman"] <= 1.0 and check["spearman"] > 0.5  # AtP tracks patching here
 
 
 def test_bad_inputs_are_toolkit_errors(spliced, sva):

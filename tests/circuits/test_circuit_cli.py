@@ -51,9 +51,17 @@ def test_user_json_dataset_and_per_position_nodes(run_dir, tmp_path):
     data = tmp_path / "mine.jsonl"
     data.write_text("\n".join(json.dumps(e) for e in sva_examples(12, seed=4, kind="simple")))
     assert main(["circuit", "--dataset", str(data), "--saes", str(run_dir), "--out", str(tmp_path / "o"),
-                 "--method", "atp", "--per-position", "--value", "10", "--sweep", "", "--no-edges"]) == 0
-    nodes = json.loads((tmp_path / "o" / "circuit.json").read_text())["nodes"]
+                 "--method", "atp", "--per-position", "--value", "10", "--sweep", "", "--no-edges",
+                 "--check-top", "6"]) == 0
+    doc = json.loads((tmp_path / "o" / "circuit.json").read_text())
+    nodes = doc["nodes"]
     assert len(nodes) == 10 and all(isinstance(n["position"], int) for n in nodes)
+    # the patching check covers the circuit's top nodes, with the circuit's scores as estimates
+    check = doc["meta"]["patching_check"]
+    assert check["n"] == 6 and -1 <= check["spearman"] <= 1
+    assert [(c["hook"], c["feature"], c["position"], c["estimate"]) for c in check["nodes"]] == \
+        [(n["hook"], n["feature"], n["position"], n["attribution"]) for n in nodes[:6]]
+    assert all(isinstance(c["exact"], float) for c in check["nodes"])
 
 
 def test_svg_needs_graphviz(monkeypatch, tmp_path):
@@ -67,7 +75,8 @@ def test_svg_needs_graphviz(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("args, words", [(["--dataset", "nope"], "unknown dataset"),
-                                         (["--dataset", "ioi", "--threshold", "relative", "--value", "3"], "out of range")])
+                                         (["--dataset", "ioi", "--threshold", "relative", "--value", "3"], "out of range"),
+                                         (["--dataset", "ioi", "--check-top", "1"], "--check-top 1")])
 def test_bad_arguments_are_one_line_errors(run_dir, tmp_path, capsys, args, words):
     code = main(["circuit", "--saes", str(run_dir), "--out", str(tmp_path), "--method", "atp", "--examples", "8", *args])
     err = capsys.readouterr().err.strip()
