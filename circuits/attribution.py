@@ -278,14 +278,16 @@ def _patch_group(spliced, batch, group, base, m_clean, metric) -> list[float]:
 def top_nodes(attribution: Attribution, n: int) -> list[tuple[str, int, int | None, float]]:
     """The ``n`` nodes of largest |score|, largest first: (hook, index, position or None when
     summed, score); index d_sae is the hook's error node."""
-    flat = [(hook, k, float(v)) for hook, scores in attribution.scores.items()
-            for k, v in enumerate(scores.flatten().tolist())]
-    flat.sort(key=lambda r: -abs(r[2]))
+    hooks = list(attribution.scores)
+    flat = torch.cat([attribution.scores[h].flatten() for h in hooks])
+    ends = torch.tensor([attribution.scores[h].numel() for h in hooks]).cumsum(0)
     nodes = []
-    for hook, k, score in flat[:n]:
+    for k in flat.abs().topk(min(n, flat.numel())).indices.tolist():
+        slot = int(torch.searchsorted(ends, k, right=True))
+        hook, local = hooks[slot], k - (int(ends[slot - 1]) if slot else 0)
         width = attribution.scores[hook].shape[-1]
-        position, index = divmod(k, width) if attribution.per_position else (None, k)
-        nodes.append((hook, index, position, score))
+        position, index = divmod(local, width) if attribution.per_position else (None, local)
+        nodes.append((hook, index, position, float(flat[k])))
     return nodes
 
 
