@@ -24,6 +24,7 @@ position; any ``metric(logits [N, T, vocab], batch) -> [N]`` may replace it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -315,7 +316,9 @@ def check_against_patching(spliced: SplicedModel, batch: PromptBatch, attributio
     nodes = top_nodes(attribution, top)
     exact = patch_effects(spliced, batch, [(h, i, t) for h, i, t, _ in nodes], baseline, metric)
     estimate = torch.tensor([score for *_, score in nodes])
-    return {"n": len(nodes), "spearman": rank_correlation(estimate, exact),
-            "pearson": float(torch.corrcoef(torch.stack([estimate.double(), exact.double()]))[0, 1]),
+    pearson = float(torch.corrcoef(torch.stack([estimate.double(), exact.double()]))[0, 1])
+    spearman = rank_correlation(estimate, exact)
+    defined = lambda r: r if math.isfinite(r) else None  # all-equal values: no correlation (and JSON has no NaN)
+    return {"n": len(nodes), "spearman": defined(spearman), "pearson": defined(pearson),
             "nodes": [{"hook": h, "feature": None if i == spliced.d_sae(h) else i, "position": t,
                        "estimate": score, "exact": float(x)} for (h, i, t, score), x in zip(nodes, exact)]}

@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  top {point['size']:>4}: faithfulness {point['faithfulness']:.3f}")
     if args.check_top:
         check = meta["patching_check"]
-        print(f"  top {check['n']} nodes against exact patching: Spearman {check['spearman']:.3f}, "
-              f"Pearson {check['pearson']:.3f}")
+        show = lambda r: "undefined (all values equal)" if r is None else f"{r:.3f}"
+        print(f"  top {check['n']} nodes against exact patching: Spearman {show(check['spearman'])}, "
+              f"Pearson {show(check['pearson'])}")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

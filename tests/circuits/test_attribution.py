@@ -181,6 +181,10 @@ def test_patching_check_patches_the_top_nodes_of_the_estimate(spliced, sva, per_
         assert node["exact"] == pytest.approx(float((m_clean - patched).mean()), abs=1e-4)
     assert kinds == {True, False}, "the top nodes should include feature and error nodes"
     assert -1.0 <= check["spearman"] <= 1.0 and check["spearman"] > 0.5  # AtP tracks patching here
+    # a metric no node moves: every exact effect is 0, so there is no correlation (None, not NaN)
+    flat_metric = lambda logits, batch: logits[:, 0, 0] * 0
+    none = check_against_patching(spliced, sva, attribution, 4, metric=flat_metric)
+    assert none["spearman"] is None and none["pearson"] is None and {n["exact"] for n in none["nodes"]} == {0.0}
 
 
 def test_bad_inputs_are_toolkit_errors(spliced, sva):
