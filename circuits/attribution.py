@@ -292,6 +292,10 @@ def top_nodes(attribution: Attribution, n: int) -> list[tuple[str, int, int | No
     return nodes
 
 
+def _pearson(a: Tensor, b: Tensor) -> float:
+    return float(torch.corrcoef(torch.stack([a.double(), b.double()]))[0, 1])
+
+
 def rank_correlation(a: Tensor, b: Tensor) -> float:
     """Spearman's rho of two 1-D tensors: the Pearson correlation of their ranks, ties given
     their average rank."""
@@ -303,7 +307,7 @@ def rank_correlation(a: Tensor, b: Tensor) -> float:
         return (total / torch.bincount(group).double())[group]
     if len(a) != len(b) or len(a) < 2:
         raise ToolkitError(f"a rank correlation needs two series of equal length >= 2, not {len(a)} and {len(b)}")
-    return float(torch.corrcoef(torch.stack([ranks(a), ranks(b)]))[0, 1])
+    return _pearson(ranks(a), ranks(b))
 
 
 def check_against_patching(spliced: SplicedModel, batch: PromptBatch, attribution: Attribution, top: int = 50,
@@ -316,9 +320,8 @@ def check_against_patching(spliced: SplicedModel, batch: PromptBatch, attributio
     nodes = top_nodes(attribution, top)
     exact = patch_effects(spliced, batch, [(h, i, t) for h, i, t, _ in nodes], baseline, metric)
     estimate = torch.tensor([score for *_, score in nodes])
-    pearson = float(torch.corrcoef(torch.stack([estimate.double(), exact.double()]))[0, 1])
-    spearman = rank_correlation(estimate, exact)
     defined = lambda r: r if math.isfinite(r) else None  # all-equal values: no correlation (and JSON has no NaN)
-    return {"n": len(nodes), "spearman": defined(spearman), "pearson": defined(pearson),
+    return {"n": len(nodes), "spearman": defined(rank_correlation(estimate, exact)),
+            "pearson": defined(_pearson(estimate, exact)),
             "nodes": [{"hook": h, "feature": None if i == spliced.d_sae(h) else i, "position": t,
                        "estimate": score, "exact": float(x)} for (h, i, t, score), x in zip(nodes, exact)]}

@@ -25,8 +25,9 @@ def report(model, tokenizer, template: str, rng: random.Random) -> str:
     examples = template_examples(template, 100, rng)
     line = f"{pair_accuracy(model, tokenizer, examples):.2f}  {template}"
     if template.startswith("{A}"):
-        first = [e for e in examples if e["clean_prefix"].startswith(e["clean_answer"].strip() + " ")]
-        second = [e for e in examples if e not in first]
+        io_first = [e["clean_prefix"].startswith(e["clean_answer"].strip() + " ") for e in examples]
+        first = [e for e, f in zip(examples, io_first) if f]
+        second = [e for e, f in zip(examples, io_first) if not f]
         line += (f"\n      IO first word: {pair_accuracy(model, tokenizer, first):.2f} ({len(first)}), "
                  f"IO second: {pair_accuracy(model, tokenizer, second):.2f} ({len(second)})")
     return line
