@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from activations.corpus import curriculum
 from activations.corpus.lexicon import FOODS, PLACES
 from activations.corpus.names import names_for
 
@@ -142,7 +143,8 @@ TRAIN_FRAMES: tuple[Frame, ...] = (
 
 # Composed training "simple" frames: a lead-in (often with its own subject, singular or
 # plural) before "the {S}", so that the model learns that the embedded subject sets the
-# number of the verb. Half of the training "simple" prompts use one; none spells a held-out frame.
+# number of the verb. A share of the training "simple" prompts use one (half, at the full
+# curriculum level); none spells a held-out frame.
 SIMPLE_LEADINS: tuple[str, ...] = (
     "Everybody knows that", "Nobody thinks that", "Somebody told me that", "The teacher says that",
     "My parents think that", "They all say that", "The king believes that", "Each child knows that",
@@ -151,7 +153,6 @@ SIMPLE_LEADINS: tuple[str, ...] = (
     "We heard that", "The old man says that", "Two girls said that", "The farmer knows that",
     "Anyone can see that", "People say that", "In the {place}", "At the {place}",
 )
-_COMPOSED_SHARE = 0.5
 
 
 def composed_simple_frames() -> tuple[Frame, ...]:
@@ -183,7 +184,7 @@ def sva_prompt(rng: random.Random, split: str, kind: str = "all") -> tuple[str, 
     """One agreement prompt: (prefix, prefix with the subject's number flipped, verb,
     subject is plural, subject class)."""
     frame = rng.choice(frames_for(split, kind))
-    if split == "train" and frame.kind == "simple" and rng.random() < _COMPOSED_SHARE:
+    if split == "train" and frame.kind == "simple" and rng.random() < curriculum.current().sva_composed_share:
         frame = rng.choice(composed_simple_frames())
     cls = rng.choice(frame.subject)
     subject = rng.choice(_SUBJECT_NOUNS[cls])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 
+from activations.corpus import curriculum
 from activations.corpus.lexicon import OBJECTS, PLACES
 from activations.corpus.names import names_for
 
@@ -84,7 +85,6 @@ ACTIONS: tuple[str, ...] = (
     "{S} poured a drink for", "{S} knitted a scarf for", "{S} sent a postcard to",
     "{S} asked to show the {obj} to", "{S} went over to give a {obj} to",
 )
-COMPOSED_SHARE = 0.7  # of training IOI prompts; the rest are the fixed TRAIN_TEMPLATES
 
 HELDOUT_TEMPLATES: tuple[str, ...] = (
     "After lunch, {A} and {B} went to the {place}. {S} handed the {obj} to",
@@ -110,13 +110,14 @@ def templates_for(split: str) -> tuple[str, ...]:
 def ioi_prompt(rng: random.Random, split: str) -> tuple[str, str, str, str]:
     """One IOI prompt: (clean prefix, patch prefix, indirect object, subject).
 
-    Training prompts are a fixed template or (``COMPOSED_SHARE`` of the time) a composed
-    opener + action;
+    Training prompts are a fixed template or a composed opener + action, with the share and
+    the openers and actions of the current ``curriculum`` level;
     held-out prompts use ``HELDOUT_TEMPLATES`` only. The patch prefix repeats the other
     name, so its answer is the clean subject.
     """
-    if split == "train" and rng.random() < COMPOSED_SHARE:
-        template = f"{rng.choice(OPENERS)} {rng.choice(ACTIONS)}"
+    level = curriculum.current()
+    if split == "train" and rng.random() < level.ioi_composed_share:
+        template = f"{rng.choice(OPENERS[:level.ioi_openers])} {rng.choice(ACTIONS[:level.ioi_actions])}"
     else:
         template = rng.choice(templates_for(split))
     return fill_template(rng, template, split)

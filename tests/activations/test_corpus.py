@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import re
 from itertools import islice
 
 import pytest
 
 from activations import corpus
-from activations.corpus import agreement, ioi, lexicon, names, people, world
+from activations.corpus import agreement, curriculum, ioi, lexicon, names, people, world
 from activations.corpus.stream import iter_tagged_documents
 
 SAMPLE = 20_000  # documents scanned for held-out leaks (about 2 MB of text)
@@ -243,3 +244,61 @@ def test_misc_arithmetic_and_code_are_true():
     for m in sums:
         a, op, b, result = int(m[1]), m[2], int(m[3]), int(m[4])
         assert {"+": a + b, "-": a - b, "*": a * b}[op] == result
+
+
+def _ioi_train_prompts(n: int = 3000) -> list[str]:
+    rng = random.Random(7)
+    return [ioi.ioi_prompt(rng, "train")[0] for _ in range(n)]
+
+
+def _matches_any(prompts: list[str], templates) -> int:
+    regexes = [_template_regex(t, False) for t in templates]
+    return sum(any(r.search(p) for r in regexes) for p in prompts)
+
+
+def test_curriculum_levels_are_nested_and_the_full_level_is_the_whole_corpus():
+    levels = [curriculum.LEVELS[n] for n in sorted(curriculum.LEVELS)]
+    for lower, higher in zip(levels, levels[1:]):
+        assert lower.ioi_openers <= higher.ioi_openers and lower.ioi_actions <= higher.ioi_actions
+    full = curriculum.LEVELS[curriculum.FULL]
+    assert (full.ioi_openers, full.ioi_actions) == (len(ioi.OPENERS), len(ioi.ACTIONS))
+    assert curriculum.current() == full
+
+
+def test_curriculum_level_sets_the_training_ioi_mix_and_is_restored():
+    with curriculum.use_level(1):
+        level1 = _ioi_train_prompts()
+    with curriculum.use_level(2):
+        level2 = _ioi_train_prompts()
+    full = _ioi_train_prompts()
+    assert curriculum.current() == curriculum.LEVELS[curriculum.FULL]
+    # level 1: fixed templates only; level 2: composed prompts from the first openers only
+    assert _matches_any(level1, ioi.TRAIN_TEMPLATES) == len(level1)
+    later_openers = ioi.OPENERS[curriculum.LEVELS[2].ioi_openers:]
+    assert _matches_any(level2, later_openers) == 0
+    assert _matches_any(level2, ioi.OPENERS) > 0.3 * len(level2)
+    assert _matches_any(full, later_openers) > 0.3 * len(full)
+
+
+def test_curriculum_level_sets_the_composed_agreement_share():
+    def leadin_share() -> float:
+        rng = random.Random(3)
+        prompts = [agreement.sva_prompt(rng, "train", "simple")[0] for _ in range(1000)]
+        return sum(p.startswith(lead.split("{")[0]) for p in prompts
+                   for lead in agreement.SIMPLE_LEADINS if not lead.startswith("In the")) / len(prompts)
+    with curriculum.use_level(2):
+        assert leadin_share() == 0
+    assert leadin_share() > 0.3
+
+
+def test_heldout_examples_do_not_depend_on_the_curriculum_level():
+    with curriculum.use_level(1):
+        low = corpus.ioi_examples(50, seed=4), corpus.sva_examples(50, seed=4, kind="simple")
+    assert low == (corpus.ioi_examples(50, seed=4), corpus.sva_examples(50, seed=4, kind="simple"))
+
+
+def test_unknown_curriculum_level_is_a_clear_error():
+    with pytest.raises(ValueError, match="curriculum level must be one of"):
+        with curriculum.use_level(9):
+            pass
+    assert curriculum.current() == curriculum.LEVELS[curriculum.FULL]

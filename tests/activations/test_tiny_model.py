@@ -11,7 +11,7 @@ import torch
 from activations import corpus
 from activations.corpus import ioi, lexicon, names
 from activations.tiny import CHECKPOINT_DIR
-from activations.tiny.train import answer_entities, heldout_loss, main, pair_accuracy
+from activations.tiny.train import Phase, answer_entities, heldout_loss, lr_at, main, pair_accuracy, parse_phases
 
 N_EXAMPLES = 300
 LOSS_MARGIN = 0.05
@@ -105,3 +105,37 @@ def test_training_script_runs_and_loss_decreases(tmp_path):
     assert run["command"].startswith("python -m activations.tiny.train --out")
     for key in ("heldout_loss", "ioi_accuracy", "sva_accuracy", "entities", "wall_time_s", "seed"):
         assert key in run
+
+
+def test_phases_parse_and_each_restarts_the_learning_rate_cycle():
+    phases = parse_phases("100:3e-3:10:1, 50:1e-3:5:4")
+    assert phases == [Phase(100, 3e-3, 10, 1), Phase(50, 1e-3, 5, 4)]
+    first, second = phases
+    assert lr_at(0, first, 0.1) == pytest.approx(3e-4) and lr_at(9, first, 0.1) == pytest.approx(3e-3)
+    assert lr_at(99, first, 0.1) == pytest.approx(3e-4, rel=0.01)  # decayed to min_lr_ratio * lr
+    assert lr_at(0, second, 0.1) == pytest.approx(2e-4)  # a fresh warm-up at the phase's own lr
+
+
+@pytest.mark.parametrize("text, problem", [("100:3e-3:10", "is not STEPS:LR:WARMUP:LEVEL"),
+                                           ("x:3e-3:10:1", "is not STEPS:LR:WARMUP:LEVEL"),
+                                           ("0:3e-3:10:1", "needs steps >= 1"),
+                                           ("100:3e-3:10:7", "curriculum level must be one of")])
+def test_bad_phases_are_a_one_line_error(tmp_path, capsys, text, problem):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(tmp_path / "never"), "--phases", text])
+    assert problem in str(exit_.value) and "\n" not in str(exit_.value)
+    assert not (tmp_path / "never").exists()
+
+
+def test_training_script_runs_phases_through_curriculum_levels(tmp_path, capsys):
+    out = tmp_path / "phased"
+    main(["--out", str(out), "--phases", "12:3e-3:3:1,8:1e-3:2:4", "--n-layer", "1", "--n-embd", "32",
+          "--n-head", "2", "--vocab-size", "400", "--tokenizer-docs", "2000", "--batch-size", "4",
+          "--log-every", "4", "--eval-examples", "4", "--eval-contexts", "1"])
+    run = json.loads((out / "training_summary.json").read_text())
+    assert [p["level"] for p in run["phases"]] == [1, 4]
+    assert run["tokens_seen"] == 20 * 4 * 128
+    assert [step for step, _ in run["loss_history"]] == [0, 4, 8, 12, 16, 19]
+    log = capsys.readouterr().out
+    assert "step     8  loss" in log and "level 1" in log.split("step    12")[0]
+    assert "level 4" in log.split("step    12")[1].split("\n")[0]

@@ -1,0 +1,62 @@
+"""Curriculum levels of the training stream: how much of the composed IOI and agreement text
+it writes.
+
+The shipped model learned IOI best when the fixed templates came first and ever more composed
+prompts followed (docs/tiny_model.md). A level fixes that mix; ``use_level`` sets it for the
+training documents generated inside it (``activations.tiny.train --phases`` steps through
+levels in one run). Level 4, the default, is the full corpus; held-out text never depends on
+the level.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+
+@dataclass(frozen=True)
+class Level:
+    """One mix: the first ``ioi_openers`` × ``ioi_actions`` composed IOI prompts, written with
+    these shares of training IOI prompts and of training "simple" agreement prompts."""
+
+    ioi_openers: int
+    ioi_actions: int
+    ioi_composed_share: float
+    sva_composed_share: float
+
+
+# The corpora of the four stages that trained the shipped checkpoint: fixed templates only;
+# 12 openers × 22 actions for half the IOI prompts; 28 × 54 for 70% with composed agreement
+# lead-ins; 31 × 68.
+LEVELS: dict[int, Level] = {
+    1: Level(0, 0, 0.0, 0.0),
+    2: Level(12, 22, 0.5, 0.0),
+    3: Level(28, 54, 0.7, 0.5),
+    4: Level(31, 68, 0.7, 0.5),
+}
+FULL = max(LEVELS)
+_current = [FULL]
+
+
+def current() -> Level:
+    """The level that training documents are generated at now."""
+    return LEVELS[_current[0]]
+
+
+def check_level(level: int) -> int:
+    if level not in LEVELS:
+        raise ValueError(f"curriculum level must be one of {sorted(LEVELS)}, not {level!r}")
+    return level
+
+
+@contextmanager
+def use_level(level: int) -> Iterator[Level]:
+    """Generate training documents at ``level`` inside the block (documents are generated
+    lazily: the level applies to those drawn from the stream while the block runs)."""
+    previous = _current[0]
+    _current[0] = check_level(level)
+    try:
+        yield LEVELS[level]
+    finally:
+        _current[0] = previous
