@@ -126,9 +126,9 @@ def build_model(cfg: TrainConfig):
 
     # eager attention: for 128-token contexts on a CPU it trains faster than PyTorch's SDPA
     # kernel, whose backward pass alone took a fifth of each step (benchmarks/bench_tiny_train.py)
-    config = GPT2Config(attn_implementation="eager", vocab_size=cfg.vocab_size, n_positions=cfg.context, n_embd=cfg.n_embd,
-                        n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0,
-                        attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+    config = GPT2Config(attn_implementation="eager", vocab_size=cfg.vocab_size, n_positions=cfg.context,
+                        n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=0.0,
+                        embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
                         tie_word_embeddings=cfg.tie_embeddings)
     torch.manual_seed(cfg.seed)
     return GPT2LMHeadModel(config)
@@ -265,8 +265,8 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     summary = {
         "command": command, "seed": cfg.seed, "config": asdict(cfg),
         "train_wall_time_s": round(train_time, 1), "wall_time_s": round(time.time() - start, 1),
-        "phases": [asdict(p) for p in phases],
-        "tokens_seen": sum(p.steps for p in phases) * cfg.batch_size * cfg.context, "n_params": model.num_parameters(),
+        "phases": [asdict(p) for p in phases], "n_params": model.num_parameters(),
+        "tokens_seen": sum(p.steps for p in phases) * cfg.batch_size * cfg.context,
         "loss_history": history, **metrics,
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
                    f"{cfg.threads} threads",
