@@ -4,8 +4,9 @@ it writes.
 The shipped model learned IOI best when the fixed templates came first and ever more composed
 prompts followed (docs/tiny_model.md). A level fixes that mix; ``use_level`` sets it for the
 training documents generated inside it (``activations.tiny.train --phases`` steps through
-levels in one run). Level 4, the default, is the full corpus; held-out text never depends on
-the level.
+levels in one run). Level 4 is the default: the stream that harvesting and every other use
+reads. Level 5 adds 18 openers and 48 actions (more verbs, none of them held out). Held-out
+text never depends on the level.
 """
 
 from __future__ import annotations
@@ -26,17 +27,18 @@ class Level:
     sva_composed_share: float
 
 
-# The corpora of the four stages that trained the shipped checkpoint: fixed templates only;
-# 12 openers × 22 actions for half the IOI prompts; 28 × 54 for 70% with composed agreement
-# lead-ins; 31 × 68.
+# Levels 1-4: the corpora of the four stages that trained the shipped checkpoint: fixed
+# templates only; 12 openers × 22 actions for half the IOI prompts; 28 × 54 for 70% with
+# composed agreement lead-ins; 31 × 68. Level 5: every opener and action.
 LEVELS: dict[int, Level] = {
     1: Level(0, 0, 0.0, 0.0),
     2: Level(12, 22, 0.5, 0.0),
     3: Level(28, 54, 0.7, 0.5),
     4: Level(31, 68, 0.7, 0.5),
+    5: Level(49, 116, 0.7, 0.5),
 }
-FULL = max(LEVELS)
-_current = [FULL]
+DEFAULT = 4
+_current = [DEFAULT]
 
 
 def current() -> Level:

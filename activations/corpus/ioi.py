@@ -59,6 +59,16 @@ OPENERS: tuple[str, ...] = (
     # Added for stage 4.
     "In the afternoon {A} and {B} played at the {place}.", "{A} and {B} were busy at the {place}, so later",
     "Before noon {A} and {B} visited the {place}, and",
+    # Added for curriculum level 5 (more verbs and openers; none held out).
+    "{A} and {B} took a walk to the {place}. Afterwards", "On Friday, {A} and {B} drove to the {place}, and",
+    "{A} and {B} visited the {place} together. Then", "Early in the day {A} and {B} got to the {place}, and",
+    "{A} and {B} were cleaning the {place}. After a while", "Right after {A} and {B} entered the {place},",
+    "{A} and {B} looked around the {place}. At last", "During the trip to the {place}, {A} and {B} laughed, and",
+    "{A} and {B} met outside the {place}. Soon after", "As soon as {A} and {B} saw the {place},",
+    "{A} and {B} lived next to the {place}. One day", "{A} and {B} arrived late at the {place}. Still,",
+    "On a cold day {A} and {B} went into the {place}, and", "{A} and {B} worked all week at the {place}. On Friday",
+    "Yesterday {A} and {B} rested at the {place}. Later", "{A} and {B} went shopping near the {place}, and",
+    "Because {A} and {B} loved the {place},", "After school {A} and {B} biked to the {place}. There",
 )
 ACTIONS: tuple[str, ...] = (
     "{S} gave a {obj} to", "{S} gave the {obj} to", "{S} handed a {obj} to", "{S} brought a {obj} for",
@@ -84,6 +94,22 @@ ACTIONS: tuple[str, ...] = (
     "{S} painted a card for", "{S} made a sandwich for", "{S} opened the door for",
     "{S} poured a drink for", "{S} knitted a scarf for", "{S} sent a postcard to",
     "{S} asked to show the {obj} to", "{S} went over to give a {obj} to",
+    # Added for curriculum level 5 (more verbs and openers; none held out).
+    "{S} lobbed the {obj} to", "{S} flung a {obj} to", "{S} pushed the {obj} over to", "{S} mailed a card to",
+    "{S} sketched a map for", "{S} recited a poem to", "{S} played a tune for", "{S} served tea to",
+    "{S} gifted a {obj} to", "{S} loaned the {obj} to", "{S} brought the {obj} back to",
+    "{S} handed over a {obj} to", "{S} dropped off a {obj} for", "{S} packed a lunch for",
+    "{S} fixed the {obj} for", "{S} wrapped a {obj} for", "{S} shipped a {obj} to", "{S} texted a photo to",
+    "{S} emailed the plan to", "{S} reported the news to", "{S} revealed the secret to",
+    "{S} taught a song to", "{S} showed a trick to", "{S} offered some help to", "{S} sold a ticket to",
+    "{S} set a plate for", "{S} bought some flowers for", "{S} picked an apple for", "{S} carried a chair for",
+    "{S} held the door for", "{S} chose to send a {obj} to", "{S} wanted to pass the {obj} to",
+    "{S} meant to hand a {obj} to", "{S} tried to mail a {obj} to", "{S} managed to give the {obj} to",
+    "{S} hurried to bring a {obj} to", "{S} stopped to show the {obj} to", "{S} went back to return the {obj} to",
+    "{S} was happy to lend a {obj} to", "{S} was glad to give a {obj} to", "{S} made sure to send a {obj} to",
+    "{S} remembered to bring the {obj} to", "{S} began to read a book to", "{S} started to sing a song to",
+    "{S} rushed over to hand the {obj} to", "{S} came over to give a {obj} to", "{S} turned and smiled at",
+    "{S} waved goodbye to",
 )
 
 HELDOUT_TEMPLATES: tuple[str, ...] = (

@@ -12,7 +12,8 @@ contexts of the same stream (``activations.data.TokenData``: each context starts
 
 ``--phases`` trains in phases ``STEPS:LR:WARMUP:LEVEL``: each restarts the learning rate
 (warm-up, then cosine decay) and draws its documents at a curriculum level
-(``activations.corpus.curriculum``), one stream and one run throughout.
+(``activations.corpus.curriculum``), one stream and one run throughout. The tokenizer is
+trained at the highest level of the run.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class Phase:
     steps: int
     lr: float
     warmup: int
-    level: int = curriculum.FULL
+    level: int = curriculum.DEFAULT
 
 
 def parse_phases(text: str) -> list[Phase]:
@@ -102,7 +103,7 @@ def parse_phases(text: str) -> list[Phase]:
 
 
 def phases_of(cfg: TrainConfig) -> list[Phase]:
-    """The configured phases, or one phase of ``steps`` at ``lr`` on the full corpus."""
+    """The configured phases, or one phase of ``steps`` at ``lr`` on the default corpus."""
     return parse_phases(cfg.phases) if cfg.phases else [Phase(cfg.steps, cfg.lr, cfg.warmup)]
 
 
@@ -252,7 +253,8 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     if cfg.init_from:
         model, tokenizer = load_checkpoint(cfg.init_from)
     else:
-        tokenizer = train_tokenizer(cfg)
+        with curriculum.use_level(max(p.level for p in phases)):  # the richest text the run will see
+            tokenizer = train_tokenizer(cfg)
         if len(tokenizer) > cfg.vocab_size:
             raise ValueError(f"tokenizer has {len(tokenizer)} tokens, more than vocab_size {cfg.vocab_size}")
         print(f"tokenizer: {len(tokenizer)} tokens ({time.time() - start:.0f} s)", flush=True)

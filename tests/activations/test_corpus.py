@@ -256,13 +256,12 @@ def _matches_any(prompts: list[str], templates) -> int:
     return sum(any(r.search(p) for r in regexes) for p in prompts)
 
 
-def test_curriculum_levels_are_nested_and_the_full_level_is_the_whole_corpus():
+def test_curriculum_levels_are_nested_and_the_last_is_the_whole_corpus():
     levels = [curriculum.LEVELS[n] for n in sorted(curriculum.LEVELS)]
     for lower, higher in zip(levels, levels[1:]):
         assert lower.ioi_openers <= higher.ioi_openers and lower.ioi_actions <= higher.ioi_actions
-    full = curriculum.LEVELS[curriculum.FULL]
-    assert (full.ioi_openers, full.ioi_actions) == (len(ioi.OPENERS), len(ioi.ACTIONS))
-    assert curriculum.current() == full
+    assert (levels[-1].ioi_openers, levels[-1].ioi_actions) == (len(ioi.OPENERS), len(ioi.ACTIONS))
+    assert curriculum.current() == curriculum.LEVELS[curriculum.DEFAULT]
 
 
 def test_curriculum_level_sets_the_training_ioi_mix_and_is_restored():
@@ -270,14 +269,18 @@ def test_curriculum_level_sets_the_training_ioi_mix_and_is_restored():
         level1 = _ioi_train_prompts()
     with curriculum.use_level(2):
         level2 = _ioi_train_prompts()
-    full = _ioi_train_prompts()
-    assert curriculum.current() == curriculum.LEVELS[curriculum.FULL]
+    with curriculum.use_level(5):
+        level5 = _ioi_train_prompts()
+    default = _ioi_train_prompts()
+    assert curriculum.current() == curriculum.LEVELS[curriculum.DEFAULT]
     # level 1: fixed templates only; level 2: composed prompts from the first openers only
     assert _matches_any(level1, ioi.TRAIN_TEMPLATES) == len(level1)
     later_openers = ioi.OPENERS[curriculum.LEVELS[2].ioi_openers:]
     assert _matches_any(level2, later_openers) == 0
     assert _matches_any(level2, ioi.OPENERS) > 0.3 * len(level2)
-    assert _matches_any(full, later_openers) > 0.3 * len(full)
+    assert _matches_any(default, later_openers) > 0.3 * len(default)
+    level5_openers = ioi.OPENERS[curriculum.LEVELS[4].ioi_openers:]
+    assert _matches_any(default, level5_openers) == 0 < _matches_any(level5, level5_openers)
 
 
 def test_curriculum_level_sets_the_composed_agreement_share():
@@ -301,4 +304,4 @@ def test_unknown_curriculum_level_is_a_clear_error():
     with pytest.raises(ValueError, match="curriculum level must be one of"):
         with curriculum.use_level(9):
             pass
-    assert curriculum.current() == curriculum.LEVELS[curriculum.FULL]
+    assert curriculum.current() == curriculum.LEVELS[curriculum.DEFAULT]
