@@ -1,9 +1,9 @@
 """Curriculum levels of the training stream: how much of the composed IOI and agreement text
 it writes.
 
-The shipped model learned IOI best when the fixed templates came first and ever more composed
-prompts followed (docs/tiny_model.md). A level fixes that mix; ``use_level`` sets it for the
-training documents generated inside it (``activations.tiny.train --phases`` steps through
+The shipped model trained in four stages on ever richer mixes of fixed and composed prompts
+(docs/tiny_model.md). A level fixes such a mix; ``use_level`` sets it for the training
+documents generated inside it (``activations.tiny.train --phases`` steps through
 levels in one run). Level 4 is the default: the stream that harvesting and every other use
 reads. Level 5 adds 18 openers and 48 actions (more verbs, none of them held out). Held-out
 text never depends on the level.
