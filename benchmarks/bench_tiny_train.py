@@ -3,7 +3,7 @@ torch.compile, side by side in one process.
 
 Three copies of the same freshly built model (``activations.tiny.train.build_model``: 4 layers,
 d_model 192, vocabulary 4096) take full training steps of the training script (bf16 autocast,
-backward, clipping, AdamW) on the same batches of 32 x 128 tokens. Each repetition steps every
+backward, clipping, AdamW: ``train_step``) on the same batches of 32 x 128 tokens. Each repetition steps every
 variant once, in turn, so load from other processes hits all alike; the ratios use the median
 of each.
 
@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from activations.tiny.train import TrainConfig, _optimizer, build_model, lm_loss
+from activations.tiny.train import TrainConfig, _optimizer, build_model, train_step
 
 
 def variant(attention: str, compiled: bool, cfg: TrainConfig) -> dict:
@@ -33,14 +33,9 @@ def variant(attention: str, compiled: bool, cfg: TrainConfig) -> dict:
             "opt": _optimizer(model, cfg), "times": []}
 
 
-def step(v: dict, batch: torch.Tensor) -> float:
+def step(v: dict, batch: torch.Tensor, cfg: TrainConfig) -> float:
     start = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = lm_loss(v["forward"], batch)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(v["model"].parameters(), 1.0)
-    v["opt"].step()
-    v["opt"].zero_grad(set_to_none=True)
+    train_step(v["model"], v["forward"], v["opt"], batch, cfg)
     return time.perf_counter() - start
 
 
@@ -58,7 +53,7 @@ def main() -> None:
                 "eager + compile": variant("eager", True, cfg)}
     for i in range(args.warmup + args.repeats):
         for v in variants.values():
-            t = step(v, batches[i % len(batches)])
+            t = step(v, batches[i % len(batches)], cfg)
             if i >= args.warmup:
                 v["times"].append(t)
     base = statistics.median(variants["sdpa"]["times"])

@@ -279,6 +279,17 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     return summary
 
 
+def train_step(model, forward, opt: torch.optim.Optimizer, batch: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """One optimiser step on ``batch``; ``forward`` is the model or its compiled form."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        loss = lm_loss(forward, batch)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss
+
+
 def train_steps(model, tokenizer, phases: list[Phase], cfg: TrainConfig, start: float) -> list[list]:
     """Run every phase on one stream of packed contexts; return the loss history [[step, loss]]."""
     opt = _optimizer(model, cfg)
@@ -296,12 +307,7 @@ def train_steps(model, tokenizer, phases: list[Phase], cfg: TrainConfig, start: 
                 batch = torch.tensor([next(contexts) for _ in range(cfg.batch_size)])
                 if step < cfg.short_steps:
                     batch = shorten(batch, cfg.short_context, tokenizer.bos_token_id)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                    loss = lm_loss(forward, batch)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+                loss = train_step(model, forward, opt, batch, cfg)
                 if step % cfg.log_every == 0 or step == total - 1:
                     history.append([step, round(loss.item(), 4)])
                     print(f"step {step:5d}  loss {loss.item():.4f}  lr {lr:.2e}  level {phase.level}  "
