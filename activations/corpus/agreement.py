@@ -160,6 +160,19 @@ def composed_simple_frames() -> tuple[Frame, ...]:
     return tuple(Frame("simple", f"{lead} the {noun}") for lead in SIMPLE_LEADINS
                  for noun in ("{S}", "{adj} {S}"))
 
+# Composed training "pp" frames (level 6): determiners and possessives before a subject
+# followed by a prepositional phrase, most with a name inside it, so that the model learns
+# that the noun after the determiner, not the name, sets the verb's number. "Our" is left
+# out: "Our {S} {pn} {N}" is a held-out frame.
+PP_DETERMINERS: tuple[str, ...] = ("My", "Your", "His", "Her", "Their", "The")
+
+
+def composed_pp_frames() -> tuple[Frame, ...]:
+    """Every composed "pp" training frame."""
+    shapes = ("{S} {pn} {N}", "{adj} {S} {pn} {N}", "{S} {p} the {A}")
+    return tuple(Frame("pp", f"{det} {shape}") for det in PP_DETERMINERS for shape in shapes)
+
+
 HELDOUT_FRAMES: tuple[Frame, ...] = (
     Frame("simple", "Everyone agrees that the {S}"),
     Frame("simple", "Yesterday she said that the {S}"),
@@ -186,6 +199,9 @@ def sva_prompt(rng: random.Random, split: str, kind: str = "all") -> tuple[str, 
     frame = rng.choice(frames_for(split, kind))
     if split == "train" and frame.kind == "simple" and rng.random() < curriculum.current().sva_composed_share:
         frame = rng.choice(composed_simple_frames())
+    pp_share = curriculum.current().sva_pp_composed_share
+    if split == "train" and frame.kind == "pp" and pp_share and rng.random() < pp_share:
+        frame = rng.choice(composed_pp_frames())
     cls = rng.choice(frame.subject)
     subject = rng.choice(_SUBJECT_NOUNS[cls])
     plural = rng.random() < 0.5

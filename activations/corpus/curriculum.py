@@ -5,8 +5,9 @@ The shipped model trained in four stages on ever richer mixes of fixed and compo
 (docs/tiny_model.md). A level fixes such a mix; ``use_level`` sets it for the training
 documents generated inside it (``activations.tiny.train --phases`` steps through
 levels in one run). Level 4 is the default: the stream that harvesting and every other use
-reads. Level 5 adds 18 openers and 48 actions (more verbs, none of them held out). Held-out
-text never depends on the level.
+reads. Level 5 adds 18 openers and 48 actions (more verbs, none of them held out); level 6
+adds composed agreement frames across prepositional phrases. Held-out text never depends on
+the level.
 """
 
 from __future__ import annotations
@@ -25,17 +26,20 @@ class Level:
     ioi_actions: int
     ioi_composed_share: float
     sva_composed_share: float
+    sva_pp_composed_share: float = 0.0
 
 
 # Levels 1-4: the corpora of the four stages that trained the shipped checkpoint: fixed
 # templates only; 12 openers × 22 actions for half the IOI prompts; 28 × 54 for 70% with
-# composed agreement lead-ins; 31 × 68. Level 5: every opener and action.
+# composed agreement lead-ins; 31 × 68. Level 5: every opener and action. Level 6: level 5 with
+# composed prepositional-phrase agreement frames (other determiners before "{S} {pn} {N}").
 LEVELS: dict[int, Level] = {
     1: Level(0, 0, 0.0, 0.0),
     2: Level(12, 22, 0.5, 0.0),
     3: Level(28, 54, 0.7, 0.5),
     4: Level(31, 68, 0.7, 0.5),
     5: Level(49, 116, 0.7, 0.5),
+    6: Level(49, 116, 0.7, 0.5, 0.5),
 }
 DEFAULT = 4
 _current = [DEFAULT]

@@ -260,6 +260,7 @@ def test_curriculum_levels_are_nested_and_the_last_is_the_whole_corpus():
     levels = [curriculum.LEVELS[n] for n in sorted(curriculum.LEVELS)]
     for lower, higher in zip(levels, levels[1:]):
         assert lower.ioi_openers <= higher.ioi_openers and lower.ioi_actions <= higher.ioi_actions
+        assert lower.sva_pp_composed_share <= higher.sva_pp_composed_share
     assert (levels[-1].ioi_openers, levels[-1].ioi_actions) == (len(ioi.OPENERS), len(ioi.ACTIONS))
     assert curriculum.current() == curriculum.LEVELS[curriculum.DEFAULT]
 
@@ -292,6 +293,26 @@ def test_curriculum_level_sets_the_composed_agreement_share():
     with curriculum.use_level(2):
         assert leadin_share() == 0
     assert leadin_share() > 0.3
+
+
+def test_curriculum_level_6_composes_agreement_frames_across_prepositional_phrases():
+    def pp_prompts() -> list[str]:
+        rng = random.Random(5)
+        return [agreement.sva_prompt(rng, "train", "pp")[0] for _ in range(1000)]
+    possessive = re.compile(r"^(Your|His|Her|Their) ")
+    with curriculum.use_level(5):
+        level5 = pp_prompts()
+    with curriculum.use_level(6):
+        level6 = pp_prompts()
+        docs = [doc for _, doc in islice(iter_tagged_documents(seed=2), 4000)]
+    assert not any(possessive.match(p) for p in level5 + pp_prompts())
+    assert 0.2 < sum(bool(possessive.match(p)) for p in level6) / len(level6) < 0.5
+    regexes = [_template_regex(f.text, True)
+               for f in agreement.frames_for("train", "pp") + agreement.composed_pp_frames()]
+    assert all(any(r.fullmatch(p) for r in regexes) for p in level6)
+    assert not any(f.text.startswith("Our ") for f in agreement.composed_pp_frames())
+    for doc in docs:  # the composed frames never spell a held-out one
+        assert not any(r.search(doc) for r in HELDOUT_REGEXES), doc
 
 
 def test_heldout_examples_do_not_depend_on_the_curriculum_level():
