@@ -6,8 +6,8 @@ The shipped model trained in four stages on ever richer mixes of fixed and compo
 documents generated inside it (``activations.tiny.train --phases`` steps through
 levels in one run). Level 4 is the default: the stream that harvesting and every other use
 reads. Level 5 adds 18 openers and 48 actions (more verbs, none of them held out); level 6
-adds composed agreement frames across prepositional phrases. Held-out text never depends on
-the level.
+adds composed agreement frames across prepositional phrases; level 7, made-up verbs in IOI
+actions. Held-out text never depends on the level.
 """
 
 from __future__ import annotations
@@ -27,12 +27,15 @@ class Level:
     ioi_composed_share: float
     sva_composed_share: float
     sva_pp_composed_share: float = 0.0
+    ioi_nonce_share: float = 0.0  # of composed IOI prompts whose action has a made-up verb
 
 
 # Levels 1-4: the corpora of the four stages that trained the shipped checkpoint: fixed
 # templates only; 12 openers × 22 actions for half the IOI prompts; 28 × 54 for 70% with
 # composed agreement lead-ins; 31 × 68. Level 5: every opener and action. Level 6: level 5 with
 # composed prepositional-phrase agreement frames (other determiners before "{S} {pn} {N}").
+# Level 7: level 6 with made-up verbs in 30% of the composed IOI actions ("{S} glorped a
+# {obj} to"), so that the answer has to come from the sentence's shape, not from the verb.
 LEVELS: dict[int, Level] = {
     1: Level(0, 0, 0.0, 0.0),
     2: Level(12, 22, 0.5, 0.0),
@@ -40,6 +43,7 @@ LEVELS: dict[int, Level] = {
     4: Level(31, 68, 0.7, 0.5),
     5: Level(49, 116, 0.7, 0.5),
     6: Level(49, 116, 0.7, 0.5, 0.5),
+    7: Level(49, 116, 0.7, 0.5, 0.5, 0.3),
 }
 DEFAULT = 4
 _current = [DEFAULT]

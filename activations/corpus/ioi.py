@@ -112,6 +112,34 @@ ACTIONS: tuple[str, ...] = (
     "{S} waved goodbye to",
 )
 
+# Made-up past-tense verbs for curriculum level 7's composed actions, drawn afresh for each
+# prompt from 2,520 onset-vowel-coda combinations ("{S} glorked a {obj} to"): too many and too
+# rare to become known verbs, so the model must find the indirect object from the sentence's
+# shape, as it must for held-out verbs. Real words the corpus uses are never drawn.
+_ONSETS = ("bl", "br", "cr", "dr", "fl", "fr", "gl", "gr", "pl", "pr", "sk", "sl", "sn", "sp", "st", "tr",
+           "z", "v", "m", "n", "k", "j", "h", "w")
+_VOWELS = ("a", "e", "i", "o", "u", "oo", "ee")
+_CODAS = ("b", "d", "g", "k", "m", "n", "p", "rk", "rp", "mp", "nk", "sk", "ft", "lt", "zz")
+_REAL = {"tossed", "wrote", "decided"}  # held out; the others below are real words
+_REAL |= {"bloomed", "flipped", "trimmed", "skimmed", "snapped", "stopped", "stamped", "stunk", "jumped",
+          "humped", "pumped", "dumped", "slumped", "bumped", "grunted", "printed", "drifted", "lifted",
+          "gifted", "melted", "belted", "jolted", "bolted", "hunted", "blinked", "winked", "honked",
+          "skunked", "stomped", "tramped", "cramped", "clamped", "slammed", "spanned", "planned"}
+NONCE_SHAPES: tuple[str, ...] = ("{S} {verb} a {obj} to", "{S} {verb} the {obj} to", "{S} {verb} it to",
+                                 "{S} {verb} a {obj} for", "{S} quickly {verb} the {obj} to")
+
+
+def nonce_verb(rng: random.Random) -> str:
+    while True:
+        verb = rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) + "ed"
+        if verb not in _REAL:
+            return verb
+
+
+def nonce_action(rng: random.Random) -> str:
+    return rng.choice(NONCE_SHAPES).replace("{verb}", nonce_verb(rng))
+
+
 HELDOUT_TEMPLATES: tuple[str, ...] = (
     "After lunch, {A} and {B} went to the {place}. {S} handed the {obj} to",
     "When {A} and {B} reached the {place}, {S} passed the {obj} to",
@@ -143,7 +171,10 @@ def ioi_prompt(rng: random.Random, split: str) -> tuple[str, str, str, str]:
     """
     level = curriculum.current()
     if split == "train" and rng.random() < level.ioi_composed_share:
-        template = f"{rng.choice(OPENERS[:level.ioi_openers])} {rng.choice(ACTIONS[:level.ioi_actions])}"
+        action = rng.choice(ACTIONS[:level.ioi_actions])
+        if level.ioi_nonce_share and rng.random() < level.ioi_nonce_share:
+            action = nonce_action(rng)
+        template = f"{rng.choice(OPENERS[:level.ioi_openers])} {action}"
     else:
         template = rng.choice(templates_for(split))
     return fill_template(rng, template, split)

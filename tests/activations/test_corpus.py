@@ -39,7 +39,8 @@ def _slot_patterns() -> dict[str, str]:
             "place": _alternation(lexicon.PLACES), "obj": _alternation(lexicon.OBJECTS),
             "adj": _alternation(agreement.ADJECTIVES), "p": _alternation(agreement.PREPOSITIONS),
             "pn": _alternation(agreement.NAME_PREPOSITIONS),
-            "v": _alternation(v for vs in agreement.RC_VERBS.values() for v in vs), "nouns": _alternation(nouns)}
+            "v": _alternation(v for vs in agreement.RC_VERBS.values() for v in vs), "nouns": _alternation(nouns),
+            "nonce": r"[a-z]+ed"}
 
 
 def _template_regex(template: str, noun_slots: bool) -> re.Pattern:
@@ -312,6 +313,28 @@ def test_curriculum_level_6_composes_agreement_frames_across_prepositional_phras
     assert all(any(r.fullmatch(p) for r in regexes) for p in level6)
     assert not any(f.text.startswith("Our ") for f in agreement.composed_pp_frames())
     for doc in docs:  # the composed frames never spell a held-out one
+        assert not any(r.search(doc) for r in HELDOUT_REGEXES), doc
+
+
+def test_curriculum_level_7_puts_made_up_verbs_in_ioi_actions():
+    shapes = [_template_regex(f"{opener} {shape}".replace("{verb}", "{nonce}"), False)
+              for opener in ioi.OPENERS for shape in ioi.NONCE_SHAPES]
+    real = {w for text in ioi.ACTIONS + ioi.TRAIN_TEMPLATES for w in re.findall(r"[a-z]+ed", text)}
+
+    def nonce_share(level: int) -> float:
+        with curriculum.use_level(level):
+            prompts = _ioi_train_prompts()
+        made_up = [p for p in prompts if any(r.fullmatch(p) for r in shapes)]
+        verbs = [re.findall(r"\b([a-z]+ed) (?:a|the|it)\b", p)[-1] for p in made_up]
+        verbs = [v for v in verbs if v not in real]
+        assert not set(verbs) & {"tossed", "wrote", "decided"}
+        return len(verbs) / len(prompts), len(set(verbs)) / max(len(verbs), 1)
+    assert nonce_share(6)[0] == 0
+    share, distinct = nonce_share(7)
+    assert 0.1 < share < 0.35 and distinct > 0.8  # drawn afresh for each prompt, rarely repeated
+    with curriculum.use_level(7):
+        docs = [doc for _, doc in islice(iter_tagged_documents(seed=3), 4000)]
+    for doc in docs:
         assert not any(r.search(doc) for r in HELDOUT_REGEXES), doc
 
 
