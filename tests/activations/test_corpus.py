@@ -338,6 +338,13 @@ def test_curriculum_level_7_puts_made_up_verbs_in_ioi_actions():
         assert not any(r.search(doc) for r in HELDOUT_REGEXES), doc
 
 
+def test_made_up_verbs_are_not_words_of_the_corpus(train_docs):
+    verbs = set(ioi.nonce_verbs())
+    assert len(verbs) > 2000
+    used = {w for _, doc in train_docs for w in re.findall(r"[a-z]+ed\b", doc)}
+    assert used and not verbs & used and not verbs & {"tossed", "decided"}
+
+
 def test_heldout_examples_do_not_depend_on_the_curriculum_level():
     with curriculum.use_level(1):
         low = corpus.ioi_examples(50, seed=4), corpus.sva_examples(50, seed=4, kind="simple")
