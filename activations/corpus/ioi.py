@@ -175,10 +175,10 @@ def ioi_prompt(rng: random.Random, split: str) -> tuple[str, str, str, str]:
     """
     level = curriculum.current()
     if split == "train" and rng.random() < level.ioi_composed_share:
-        action = rng.choice(ACTIONS[:level.ioi_actions])
+        opener, action = rng.choice(OPENERS[:level.ioi_openers]), rng.choice(ACTIONS[:level.ioi_actions])
         if level.ioi_nonce_share and rng.random() < level.ioi_nonce_share:
             action = nonce_action(rng)
-        template = f"{rng.choice(OPENERS[:level.ioi_openers])} {action}"
+        template = f"{opener} {action}"
     else:
         template = rng.choice(templates_for(split))
     return fill_template(rng, template, split)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from itertools import islice
@@ -343,6 +344,16 @@ def test_made_up_verbs_are_not_words_of_the_corpus(train_docs):
     assert len(verbs) > 2000
     used = {w for _, doc in train_docs for w in re.findall(r"[a-z]+ed\b", doc)}
     assert used and not verbs & used and not verbs & {"tossed", "decided"}
+
+
+def test_the_default_training_stream_is_unchanged():
+    """Harvests, the circuits fixture's SAEs and every number measured on them read this
+    stream: a change to it (even to the order of random draws, as an opt-in level once made)
+    must be deliberate, and then this digest updated with the re-measured docs."""
+    digest = hashlib.sha1()
+    for doc in islice(corpus.iter_documents(seed=0), 3000):
+        digest.update(doc.encode())
+    assert digest.hexdigest()[:8] == "feb41c61"
 
 
 def test_heldout_examples_do_not_depend_on_the_curriculum_level():
