@@ -197,10 +197,11 @@ def sva_prompt(rng: random.Random, split: str, kind: str = "all") -> tuple[str, 
     """One agreement prompt: (prefix, prefix with the subject's number flipped, verb,
     subject is plural, subject class)."""
     frame = rng.choice(frames_for(split, kind))
-    if split == "train" and frame.kind == "simple" and rng.random() < curriculum.current().sva_composed_share:
+    level = curriculum.current()
+    if split == "train" and frame.kind == "simple" and rng.random() < level.sva_composed_share:
         frame = rng.choice(composed_simple_frames())
-    pp_share = curriculum.current().sva_pp_composed_share
-    if split == "train" and frame.kind == "pp" and pp_share and rng.random() < pp_share:
+    if split == "train" and frame.kind == "pp" and level.sva_pp_composed_share \
+            and rng.random() < level.sva_pp_composed_share:
         frame = rng.choice(composed_pp_frames())
     cls = rng.choice(frame.subject)
     subject = rng.choice(_SUBJECT_NOUNS[cls])

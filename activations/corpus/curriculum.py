@@ -34,7 +34,7 @@ class Level:
 # templates only; 12 openers × 22 actions for half the IOI prompts; 28 × 54 for 70% with
 # composed agreement lead-ins; 31 × 68. Level 5: every opener and action. Level 6: level 5 with
 # composed prepositional-phrase agreement frames (other determiners before "{S} {pn} {N}").
-# Level 7: level 6 with made-up verbs in 30% of the composed IOI actions ("{S} glorped a
+# Level 7: level 6 with made-up verbs in 30% of the composed IOI actions ("{S} glorked a
 # {obj} to"), so that the answer has to come from the sentence's shape, not from the verb.
 LEVELS: dict[int, Level] = {
     1: Level(0, 0, 0.0, 0.0),
