@@ -8,8 +8,13 @@ One example is a JSON object::
 The behaviour is "prefer ``clean_answer`` after ``clean_prefix``"; the patch prefix is the
 counterfactual whose own answer is ``patch_answer``. A user dataset is a ``.json`` file
 holding a list of such objects or a ``.jsonl`` file with one object per line. Built-in
-datasets come from the embedded tinyworld generator: ``ioi``, ``sva_simple``, ``sva_pp``
-(agreement across a prepositional phrase) and ``sva_rc`` (across a relative clause).
+datasets come from the embedded tinyworld generator: ``ioi``, ``ioi_abc``, ``sva_simple``,
+``sva_pp`` (agreement across a prepositional phrase) and ``sva_rc`` (across a relative clause).
+``ioi``'s patch prompt repeats the other name ("A and B ..., A gave ... to" against "..., B
+gave ... to"), so both prompts hold a repeat and the circuit shows which name is repeated;
+``ioi_abc``'s patch prompt has a third name instead ("..., C gave ... to", Wang et al. 2022's
+ABC prompts; its patch answer is the clean subject, so m(patch) measures no preference), so
+the circuit shows the repeat itself.
 
 ``tokenize_pairs`` turns examples into a ``PromptBatch``: prompts are right-padded (a causal
 model never looks right, so padding changes nothing at real positions), each answer must be
@@ -30,7 +35,7 @@ from torch import Tensor
 from activations.errors import ToolkitError
 
 FIELDS = ("clean_prefix", "clean_answer", "patch_prefix", "patch_answer")
-BUILTIN = ("ioi", "sva_simple", "sva_pp", "sva_rc")
+BUILTIN = ("ioi", "ioi_abc", "sva_simple", "sva_pp", "sva_rc")
 
 
 def builtin_examples(name: str, n: int, seed: int = 0, split: str = "heldout") -> list[dict]:
@@ -38,9 +43,25 @@ def builtin_examples(name: str, n: int, seed: int = 0, split: str = "heldout") -
     from activations.corpus import ioi_examples, sva_examples
     if name == "ioi":
         return ioi_examples(n, seed=seed, split=split)
+    if name == "ioi_abc":
+        return [_abc(example, seed, i, split) for i, example in enumerate(ioi_examples(n, seed=seed, split=split))]
     if name.startswith("sva_") and name[4:] in ("simple", "pp", "rc"):
         return sva_examples(n, seed=seed, split=split, kind=name[4:])
     raise ToolkitError(f"unknown dataset '{name}'; use one of {', '.join(BUILTIN)} or a .json/.jsonl file")
+
+
+def _abc(example: dict, seed: int, index: int, split: str) -> dict:
+    """An IOI example whose patch prompt has a third name where the clean one repeats S."""
+    from activations.corpus.names import HELDOUT_NAMES, TRAIN_NAMES
+    clean, patch = example["clean_prefix"].split(" "), example["patch_prefix"].split(" ")
+    (s2,) = [i for i, (a, b) in enumerate(zip(clean, patch)) if a != b]
+    subject = clean[s2].rstrip(",.")
+    names = [name for name in (HELDOUT_NAMES if split == "heldout" else TRAIN_NAMES)
+             if name not in example["clean_prefix"]]
+    third = random.Random(f"abc:{seed}:{index}").choice(names)
+    patch = clean[:s2] + [clean[s2].replace(subject, third)] + clean[s2 + 1:]
+    return {"clean_prefix": example["clean_prefix"], "clean_answer": example["clean_answer"],
+            "patch_prefix": " ".join(patch), "patch_answer": " " + subject}
 
 
 def read_examples(path: str | Path) -> list[dict]:

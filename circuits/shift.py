@@ -14,6 +14,7 @@ ablating the SAE features it uses that a judge deems task-irrelevant.
 ``select_by_cue`` is an automatic stand-in for the human judgement of the paper: among the
 ``top`` most attributed features it picks those whose mean activation differs more between
 the two genders than between the two professions, on a small labelled judging set.
+``random_like`` draws the control: as many other features from the same top ones.
 """
 
 from __future__ import annotations
@@ -142,6 +143,27 @@ def select_by_cue(spliced: SplicedModel, judge: Texts, hook: str, scores: dict[s
                 picked.setdefault(h, []).append(i)
         start += scores[h].numel()
     return picked
+
+
+def random_like(scores: dict[str, Tensor], like: Features, top: int = 400, seed: int = 0) -> Features:
+    """As many features as ``like`` holds, drawn at random from the ``top`` most attributed
+    features that ``like`` leaves out: the control ablation of Marks et al.'s Table 1, which
+    tells gender features from any features the probe reads."""
+    hooks = list(scores)
+    flat = torch.cat([scores[h] for h in hooks])
+    starts = torch.tensor([0] + [scores[h].numel() for h in hooks]).cumsum(0)
+    taken = {int(starts[hooks.index(h)]) + i for h, indices in like.items() for i in indices}
+    pool = [i for i in flat.topk(min(top, flat.numel())).indices.tolist() if i not in taken]
+    n = len(taken)
+    if n > len(pool):
+        raise ToolkitError(f"cannot draw {n} control features from the {len(pool)} left among the top {top}; "
+                           "raise top")
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]
+    drawn: Features = {}
+    for i in sorted(pool[j] for j in order.tolist()):
+        h = int(torch.searchsorted(starts, i, right=True)) - 1
+        drawn.setdefault(hooks[h], []).append(i - int(starts[h]))
+    return drawn
 
 
 def shift(spliced: SplicedModel, train: Texts, test: Texts, hook: str, ablated: Features,

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from activations.corpus.names import ALL_NAMES
 from activations.errors import ToolkitError
 from circuits.attribution import (SplicedModel, attribute, check_against_patching, logit_diff, patch_effects,
                                   rank_correlation)
@@ -41,6 +42,22 @@ def test_builtin_datasets_tokenise_with_single_token_answers(model):
         rows = torch.arange(len(batch))
         assert (batch.clean[rows, batch.last] != model.bos_token_id).all()  # last is a real token
         assert (batch.clean_answer != batch.patch_answer).all()
+
+
+def test_abc_prompts_replace_the_repeat_with_a_third_name(model):
+    """ioi_abc keeps ioi's clean prompts; its patch prompt names someone new where the clean
+    one repeats the subject, and its patch answer is that subject."""
+    ioi, abc = load_examples("ioi", 24, seed=2), load_examples("ioi_abc", 24, seed=2)
+    names = set(ALL_NAMES)
+    for plain, new in zip(ioi, abc):
+        assert new["clean_prefix"] == plain["clean_prefix"] and new["clean_answer"] == plain["clean_answer"]
+        clean, patch = new["clean_prefix"].split(" "), new["patch_prefix"].split(" ")
+        (where,) = [i for i, (a, b) in enumerate(zip(clean, patch)) if a != b]
+        third = patch[where].rstrip(",.")
+        assert third in names and third not in clean and new["patch_answer"] == " " + clean[where].rstrip(",.")
+        assert " " + third != new["clean_answer"] and clean.count(clean[where]) == 2
+    batch = tokenize_pairs(model, abc)
+    assert len(batch) == len(abc)  # same token length: positions line up for patching
 
 
 def test_user_json_and_jsonl_give_the_same_batch(model, tmp_path):

@@ -63,45 +63,75 @@ def test_sva_circuit_of_at_most_100_nodes_is_faithful(model, spliced):
     assert curve[-1]["faithfulness"] > curve[0]["faithfulness"]
 
 
-def duplicated_name_positions(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """The S2 position of each clean IOI prompt (the repeated name), and control prompts in
-    which the *first* occurrence (S1) is a fresh name instead, so that S2 holds the same token
-    but is no longer a duplicate: [N] positions, [N, T] tokens."""
-    fresh = {True: model.tokenizer.encode("Victor")[0], False: model.tokenizer.encode(" Victor")[0]}
-    positions, control = [], batch.clean.clone()
+DATASET = "ioi_abc"
+FRESH_NAMES = ("Victor", "Oscar", "Hugo", "Simon")  # training names, one token each
+
+
+def duplicated_name_positions(model, batch, fresh_names=FRESH_NAMES) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The S2 position of each clean IOI prompt (the repeated name), and, for each fresh name,
+    control prompts in which the *first* occurrence (S1) is that name instead, so that S2
+    holds the same token but is no longer a duplicate: [N] positions, one [N, T] per name."""
+    positions, firsts = [], []
     for row, tokens in enumerate(batch.clean.tolist()):
         words = [model.tokenizer.decode([t]).strip() for t in tokens]  # "Mary" and " Mary" are one name
         s2 = max(t for t in range(1, batch.last[row] + 1) if words[t] in words[1:t] and words[t].istitle())
         positions.append(s2)
-        for s1 in (t for t in range(1, s2) if words[t] == words[s2]):
-            control[row, s1] = fresh[s1 == 1]  # the first token of a prompt has no leading space
-    return torch.tensor(positions), control
+        firsts.append([t for t in range(1, s2) if words[t] == words[s2]])
+    controls = []
+    for name in fresh_names:
+        ids = {True: model.tokenizer.encode(name), False: model.tokenizer.encode(" " + name)}
+        assert all(len(i) == 1 for i in ids.values()), name
+        control = batch.clean.clone()
+        for row, s1s in enumerate(firsts):
+            for s1 in s1s:
+                control[row, s1] = ids[s1 == 1][0]  # the first token of a prompt has no leading space
+        controls.append(control)
+    return torch.tensor(positions), controls
 
 
+def duplicated_name_features(spliced, batch, masks, s2, controls) -> tuple[list, list]:
+    """The features of ``masks`` that track the duplicated name, and the diagnostic rows of all.
+
+    At S2 or at the final position, a feature's mean activation on the clean prompts (a) is
+    compared with its mean over the fresh-name controls (b, one mean b_k per name). It tracks
+    the duplication when a >= 2b, a - b >= 0.5, and a - b is at least twice the spread of the
+    b_k: making the name a repeat must move it more than swapping one fresh name for another
+    does, so that features of one particular name cannot pass."""
+    rows = torch.arange(len(batch))
+    with torch.no_grad():
+        dup, fresh = spliced.values(batch.clean), [spliced.values(c) for c in controls]
+    tracking, table = [], []
+    for hook, mask in masks.items():
+        features = mask.nonzero().squeeze(1)
+        for where, position in (("S2", s2), ("end", batch.last)):
+            a = dup[hook][0][rows, position][:, features].mean(0)
+            bs = torch.stack([f[hook][0][rows, position][:, features].mean(0) for f in fresh])
+            b, spread = bs.mean(0), bs.max(0).values - bs.min(0).values
+            passes = (a >= 2 * b) & (a - b >= 0.5) & (a - b >= 2 * spread)
+            for j, feature in enumerate(features.tolist()):
+                row = (hook, feature, where, round(float(a[j]), 2), [round(float(x), 2) for x in bs[:, j]])
+                table.append(row)
+                if passes[j]:
+                    tracking.append(row)
+    return tracking, table
+
+
+@pytest.mark.xfail(strict=True, reason="known shortfall (issue 5): no top-30 feature of the fixture SAEs tracks the duplicated name once the control uses several fresh names (docs/circuits.md, IOI)")
 @pytest.mark.slow
 def test_ioi_circuit_has_duplicated_name_features(model, spliced):
-    """A feature tracks the duplicated name when its mean activation where the duplication is
-    read — at S2 (the repeated subject: duplicate-token stage) or at the final position (where
-    it is moved to decide against S) — is at least twice, and 0.5 above, its activation there
-    when S1 is a fresh name (the same token at S2, but no longer a repeat; token-identity
-    features cannot pass)."""
-    batch = tokenize_pairs(model, [e for e in load_examples("ioi", 48, seed=1) if " Victor" not in e.values()])
+    """Among the top 30 nodes of the IOI circuit, a feature tracks the duplicated name where
+    the duplication is read: at S2 (the repeated subject; the duplicate-token stage) or at the
+    final position (where it is used to decide against S). See ``duplicated_name_features``."""
+    examples = [e for e in load_examples(DATASET, 48, seed=1)
+                if not any(" " + name in e.values() for name in FRESH_NAMES)]
+    batch = tokenize_pairs(model, examples)
     attribution = attribute(spliced, batch, "ig")
     assert attribution.total > 1.0, "the model does not prefer the indirect object"
     masks = select_nodes({h: s[:-1] for h, s in attribution.scores.items()}, "topk", 30)
-    s2, control = duplicated_name_positions(model, batch)
-    rows = torch.arange(len(batch))
-    with torch.no_grad():
-        dup, fresh = spliced.values(batch.clean), spliced.values(control)
-    tracking = []
-    for hook, mask in masks.items():
-        for feature in mask.nonzero().squeeze(1).tolist():
-            for where, position in (("S2", s2), ("end", batch.last)):
-                a = float(dup[hook][0][rows, position, feature].mean())
-                b = float(fresh[hook][0][rows, position, feature].mean())
-                if a >= 2 * b and a - b >= 0.5:
-                    tracking.append((hook, feature, where, round(a, 2), round(b, 2)))
-    print("duplicate-name features among the top 30:", tracking)
+    s2, controls = duplicated_name_positions(model, batch)
+    tracking, table = duplicated_name_features(spliced, batch, masks, s2, controls)
+    largest = sorted(table, key=lambda r: r[3] - sum(r[4]) / len(r[4]), reverse=True)[:3]
+    print(f"{len(batch)} prompts; duplicated-name features among the top 30:", tracking, "largest a - b:", largest)
     assert tracking
 
 

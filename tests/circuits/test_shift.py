@@ -9,16 +9,20 @@ from circuits.attribution import SplicedModel
 from circuits.commands.circuit import load_saes
 from circuits.datasets import shift_examples
 from activations.errors import ToolkitError
-from circuits.shift import (encode_texts, pooled, probe_attribution, real_token_means, select_by_cue, shift,
-                           train_probe)
+from circuits.shift import (encode_texts, pooled, probe_attribution, random_like, real_token_means, select_by_cue,
+                            shift, train_probe)
 
 HOOK = "blocks.3.hook_resid_post"
 
 
 @pytest.mark.slow
 def test_shift_removes_the_spurious_cue(tiny_saes):
-    """Ablating the automatically selected gender features (to their means) raises the
-    unchanged probe's balanced profession accuracy and lowers how well it tracks gender."""
+    """SHIFT + retrain (Marks et al. 2024, Table 1): with the automatically selected gender
+    features mean-ablated, a probe retrained on the ambiguous set reads profession on the
+    balanced set far better than the original probe did, and far better than after ablating
+    as many random features from the same top-attributed ones; the original probe's gender
+    accuracy drops. (The original probe's own profession accuracy after ablation is printed,
+    not asserted: it rises for one fixture seed of three; docs/circuits.md, SHIFT.)"""
     from activations.models import load_model
     model = load_model("tiny", device="cpu")
     spliced = SplicedModel(model, load_saes(next(iter(tiny_saes.values())).parent))
@@ -29,11 +33,28 @@ def test_shift_removes_the_spurious_cue(tiny_saes):
     scores = probe_attribution(spliced, train, HOOK, probe)
     ablated = select_by_cue(spliced, judge, HOOK, scores)
     result = shift(spliced, train, test, HOOK, ablated)
-    print("SHIFT:", result)
+    controls = [shift(spliced, train, test, HOOK, random_like(scores, ablated, seed=seed))["accuracy_after_retrain"]
+                for seed in range(3)]
+    print("SHIFT:", result, "random-ablation controls, retrained:", controls)
     assert result["n_ablated"] > 0
     assert result["accuracy_before"] < 0.75 and result["cue_accuracy_before"] > 0.75  # the probe leans on gender
-    assert result["accuracy_after"] >= result["accuracy_before"] + 0.05  # 384 examples: +19 net
+    assert result["accuracy_after_retrain"] >= result["accuracy_before"] + 0.1
+    assert result["accuracy_after_retrain"] >= sum(controls) / len(controls) + 0.1
     assert result["cue_accuracy_after"] <= result["cue_accuracy_before"] - 0.05
+
+
+def test_random_control_draws_as_many_other_top_features():
+    scores = {"a": torch.tensor([5.0, 0.1, 4.0, 3.0]), "b": torch.tensor([2.5, 6.0, 0.2])}
+    like = {"b": [1], "a": [2]}
+    top = {("a", 0), ("a", 2), ("a", 3), ("b", 0), ("b", 1)}  # the five largest
+    draws = [random_like(scores, like, top=5, seed=seed) for seed in range(20)]
+    for drawn in draws:
+        pairs = {(h, i) for h, indices in drawn.items() for i in indices}
+        assert len(pairs) == 2 and pairs <= top - {("b", 1), ("a", 2)}
+    assert draws[3] == random_like(scores, like, top=5, seed=3)
+    assert len({tuple(sorted((h, tuple(i)) for h, i in d.items())) for d in draws}) > 1
+    with pytest.raises(ToolkitError, match="raise top"):
+        random_like(scores, {"a": [0, 2, 3]}, top=5)
 
 
 def test_ablated_features_take_the_fill_values(tiny_saes):
