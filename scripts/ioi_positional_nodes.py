@@ -1,6 +1,6 @@
 """Positional IOI nodes on the circuit fixture: does any top node track the duplicated name?
 
-    python scripts/ioi_positional_nodes.py [--saes RUN/saes] [--dataset ioi_abc] [--top 60]
+    python scripts/ioi_positional_nodes.py [--seed 0 | --saes RUN/saes] [--dataset ioi_abc] [--top 60]
 
 ``test_ioi_circuit_has_duplicated_name_features`` ranks nodes summed over positions, which
 could hide a feature whose effects at S2 and at the end cancel. Here the prompts of the most
@@ -8,7 +8,7 @@ common held-out template length (the same S2 and final positions, up to 48) are 
 per position (integrated gradients), and each of the ``top`` nodes is printed with its score,
 its mean activation on the clean prompts and on the four fresh-name controls of the test, and
 whether it passes the test's tracking rule. ``--saes`` defaults to the fixture's cached SAEs
-(run the circuits tests once first). docs/circuits.md ("Across fixture seeds") quotes it.
+(scripts/fixture_path.py). docs/circuits.md ("Across fixture seeds") quotes it.
 """
 
 from __future__ import annotations
@@ -21,31 +21,25 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "circuits")]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "tests" / "circuits")]
 
 from activations.models import load_model  # noqa: E402
 from circuits.attribution import SplicedModel, attribute, top_nodes  # noqa: E402
 from circuits.commands.circuit import load_saes  # noqa: E402
 from circuits.datasets import load_examples, tokenize_pairs  # noqa: E402
-
-
-def fixture_saes() -> Path:
-    import conftest
-    saes = ROOT / ".pytest_cache" / "d" / f"tiny-saes-{conftest._cache_key()}" / "run" / "saes"
-    if not saes.is_dir():
-        sys.exit(f"error: no cached fixture SAEs at {saes}; run `pytest tests/circuits -m slow` once first, or pass --saes")
-    return saes
+from fixture_path import fixture_saes  # noqa: E402
 
 
 def main() -> None:
     from test_circuit import FRESH_NAMES, duplicated_name_positions
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--saes", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=None, help="fixture seed whose cached SAEs to use (default 0)")
     parser.add_argument("--dataset", default="ioi_abc")
     parser.add_argument("--top", type=int, default=60)
     args = parser.parse_args()
     model = load_model("tiny", device="cpu")
-    spliced = SplicedModel(model, load_saes(args.saes or fixture_saes()))
+    spliced = SplicedModel(model, load_saes(args.saes or fixture_saes(args.seed)))
     examples = [e for e in load_examples(args.dataset, 400, seed=1)
                 if not any(" " + name in e.values() for name in FRESH_NAMES)]
     s2, _ = duplicated_name_positions(model, tokenize_pairs(model, examples))

@@ -9,6 +9,9 @@ home), but only *known* entities' facts are ever written. Entities come in three
   answered "A: I do not know."
 - ``unknown_heldout``: mentioned without facts in training, never asked about there.
 
+``made_up_entity_prompts`` asks about a fourth kind, names built the same way that the
+corpus never uses.
+
 Questions come in training phrasings and held-out phrasings (``QUESTIONS``); held-out
 phrasings appear only in the held-out stream and in ``entity_prompts(split="heldout")``.
 The world is fixed: it does not depend on any stream seed.
@@ -209,4 +212,22 @@ def entity_prompts(n: int, known: bool, seed: int = 0, split: str = "heldout") -
         prompt, q = _ask(rng, entity, split)
         out.append({"prompt": prompt, "entity": entity.name,
                     "answer": entity.facts[q.attribute] if known else None})
+    return out
+
+
+def made_up_entity_prompts(n: int, seed: int = 0) -> list[dict]:
+    """``n`` training-phrasing questions about names built like the world's (the same syllables
+    for each type) that no entity and no person's name uses, so they never occur in the corpus:
+    entities the model has never met, unlike ``unknown_train`` (refused in training) and
+    ``unknown_heldout`` (mentioned in training). For choosing a layer for unknown-entity
+    latents without touching any held-out entity. Answer: None."""
+    rng = random.Random(f"made-up-entity-prompts:{seed}")
+    taken = set(ALL_NAMES) | {e.name for e in ENTITIES}
+    out = []
+    for _ in range(n):
+        etype = _pick_type(rng)
+        first, second = _SYLLABLES[etype]
+        name = rng.choice(sorted({a + b for a in first for b in second} - taken))
+        prompt, _ = _ask(rng, Entity(name, etype, "made_up", {}), "train")
+        out.append({"prompt": prompt, "entity": name, "answer": None})
     return out

@@ -207,6 +207,21 @@ def test_entity_prompts(split):
         assert p["prompt"][len("Q: "):-len(" A:")].replace(p["entity"], "{E}") in phrasings
 
 
+def test_made_up_entities_never_occur_in_the_corpus(train_docs):
+    prompts = corpus.made_up_entity_prompts(300, seed=5)
+    assert prompts == corpus.made_up_entity_prompts(300, seed=5) != corpus.made_up_entity_prompts(300, seed=6)
+    made_up = {p["entity"] for p in prompts}
+    assert len(made_up) > 150 and not made_up & ({e.name for e in world.ENTITIES} | set(names.ALL_NAMES))
+    words = {w for _, doc in train_docs for w in re.findall(r"[A-Za-z]+", doc)}
+    heldout = {w for _, doc in islice(iter_tagged_documents(seed=0, split="heldout"), 2000)
+               for w in re.findall(r"[A-Za-z]+", doc)}
+    assert not made_up & (words | heldout)
+    phrasings = {q.text for qs in world.QUESTIONS["train"].values() for q in qs}
+    for p in prompts:
+        assert p["answer"] is None and p["prompt"].startswith("Q: ") and p["prompt"].endswith(" A:")
+        assert p["prompt"][len("Q: "):-len(" A:")].replace(p["entity"], "{E}") in phrasings
+
+
 def test_heldout_stream_uses_only_heldout_pools():
     trained = re.compile(r"\b" + _alternation(names.TRAIN_NAMES) + r"\b")
     for kind, doc in islice(iter_tagged_documents(seed=0, split="heldout"), 2000):

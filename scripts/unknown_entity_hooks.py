@@ -1,0 +1,78 @@
+"""Unknown-entity latents (Ferrando et al.) at every hook of a circuit fixture: validation
+against held-out separation, to see whether any validation picks the hook that transfers.
+
+    python scripts/unknown_entity_hooks.py [--seed 0 | --saes RUN/saes] [--position last|entity]
+
+For each residual-stream SAE of blocks 0–2 (the ones ``test_contrastive.py`` chooses from) and
+4 or 8 top latents, ranked on training-split prompts as the test ranks them, it prints the
+AUROC against known entities (training split, another seed) of: training-split unknown
+entities (the test's validation until 2026-11-28), made-up names that never occur in the
+corpus (``made_up_entity_prompts``; its validation since), and the held-out never-asked
+entities the test asserts on. ``--position entity`` reads the latents at the entity's last token
+instead of the prompt's last one. docs/circuits.md ("Across fixture seeds") quotes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+
+from activations.corpus import entity_prompts, made_up_entity_prompts  # noqa: E402
+from activations.models import load_model  # noqa: E402
+from circuits.contrastive import auroc, rank_latents, score  # noqa: E402
+from fixture_path import fixture_saes  # noqa: E402
+from sae.io import load_log_density, load_sae  # noqa: E402
+
+
+def residuals(model, items: list[dict], hooks: list[str], position: str) -> dict[str, torch.Tensor]:
+    """{hook: [n, d]} at each prompt's last token, or at its entity's last token."""
+    out: dict[str, list[torch.Tensor]] = {h: [] for h in hooks}
+    for item in items:
+        t = -1
+        if position == "entity":
+            end = item["prompt"].index(item["entity"]) + len(item["entity"])
+            t = model.to_tokens([item["prompt"][:end]]).shape[1] - 1
+        acts = model.capture(model.to_tokens([item["prompt"]]), hooks)
+        for h in hooks:
+            out[h].append(acts[h][0, t])
+    return {h: torch.stack(v) for h, v in out.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--saes", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=None, help="fixture seed whose cached SAEs to use (default 0)")
+    parser.add_argument("--position", choices=("last", "entity"), default="last")
+    args = parser.parse_args()
+    root = args.saes or fixture_saes(args.seed)
+    model = load_model("tiny", device="cpu")
+    hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(3)]
+    sets = {"known": entity_prompts(200, True, 0, "train"), "unknown": entity_prompts(200, False, 0, "train"),
+            "known_val": entity_prompts(100, True, 5, "train"), "unknown_val": entity_prompts(100, False, 5, "train"),
+            "made_up": made_up_entity_prompts(100, 5),
+            "known_test": entity_prompts(100, True, 1, "heldout"), "unknown_test": entity_prompts(100, False, 1, "heldout")}
+    with torch.no_grad():
+        resid = {name: residuals(model, items, hooks, args.position) for name, items in sets.items()}
+        print(f"{root}, latents read at the {args.position} token")
+        print("hook                      latents  train-split  made-up  held-out")
+        for hook in hooks:
+            folder = next(root.glob(hook + "-*"))
+            sae = load_sae(folder)
+            acts = {name: sae.encode(r[hook].float()) for name, r in resid.items()}
+            ranked = rank_latents(acts["unknown"], acts["known"], 10 ** load_log_density(folder), max_density=0.1)
+            for n in (4, 8):
+                top = ranked[:n]
+                separation = [auroc(score(acts[u], top), score(acts[k], top))
+                              for u, k in (("unknown_val", "known_val"), ("made_up", "known_val"),
+                                           ("unknown_test", "known_test"))]
+                print(f"{hook:26s} {n:7d}  " + "  ".join(f"{x:9.3f}" for x in separation))
+
+
+if __name__ == "__main__":
+    main()
