@@ -6,8 +6,8 @@ The shipped model trained in four stages on ever richer mixes of fixed and compo
 documents generated inside it (``activations.tiny.train --phases`` steps through
 levels in one run). Level 4 is the default: the stream that harvesting and every other use
 reads. Level 5 adds 18 openers and 48 actions (more verbs, none of them held out); level 6
-adds composed agreement frames across prepositional phrases; level 7, made-up verbs in IOI
-actions. Held-out text never depends on the level.
+adds composed agreement frames across prepositional phrases; levels 7 and 8, made-up verbs in
+30% and 10% of the composed IOI actions. Held-out text never depends on the level.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class Level:
 # composed prepositional-phrase agreement frames (other determiners before "{S} {pn} {N}").
 # Level 7: level 6 with made-up verbs in 30% of the composed IOI actions ("{S} glorked a
 # {obj} to"), so that the answer has to come from the sentence's shape, not from the verb.
+# Level 8: level 7 with made-up verbs in only 10% of the composed IOI actions.
 LEVELS: dict[int, Level] = {
     1: Level(0, 0, 0.0, 0.0),
     2: Level(12, 22, 0.5, 0.0),
@@ -44,6 +45,7 @@ LEVELS: dict[int, Level] = {
     5: Level(49, 116, 0.7, 0.5),
     6: Level(49, 116, 0.7, 0.5, 0.5),
     7: Level(49, 116, 0.7, 0.5, 0.5, 0.3),
+    8: Level(49, 116, 0.7, 0.5, 0.5, 0.1),
 }
 DEFAULT = 4
 _current = [DEFAULT]

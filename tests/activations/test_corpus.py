@@ -332,7 +332,7 @@ def test_curriculum_level_6_composes_agreement_frames_across_prepositional_phras
         assert not any(r.search(doc) for r in HELDOUT_REGEXES), doc
 
 
-def test_curriculum_level_7_puts_made_up_verbs_in_ioi_actions():
+def test_curriculum_levels_7_and_8_put_made_up_verbs_in_ioi_actions():
     shapes = [_template_regex(f"{opener} {shape}".replace("{verb}", "{nonce}"), False)
               for opener in ioi.OPENERS for shape in ioi.NONCE_SHAPES]
     real = {w for text in ioi.ACTIONS + ioi.TRAIN_TEMPLATES for w in re.findall(r"[a-z]+ed", text)}
@@ -348,10 +348,13 @@ def test_curriculum_level_7_puts_made_up_verbs_in_ioi_actions():
     assert nonce_share(6)[0] == 0
     share, distinct = nonce_share(7)
     assert 0.1 < share < 0.35 and distinct > 0.8  # drawn afresh for each prompt, rarely repeated
-    with curriculum.use_level(7):
-        docs = [doc for _, doc in islice(iter_tagged_documents(seed=3), 4000)]
-    for doc in docs:
-        assert not any(r.search(doc) for r in HELDOUT_REGEXES), doc
+    share8, distinct8 = nonce_share(8)
+    assert 0.02 < share8 < 0.15 and share8 < share / 2 and distinct8 > 0.8
+    for level, seed in ((7, 3), (8, 4)):
+        with curriculum.use_level(level):
+            docs = [doc for _, doc in islice(iter_tagged_documents(seed=seed), 4000)]
+        for doc in docs:
+            assert not any(r.search(doc) for r in HELDOUT_REGEXES), doc
 
 
 def test_made_up_verbs_are_not_words_of_the_corpus(train_docs):
