@@ -33,5 +33,5 @@ from activations.corpus.world import entity_prompts, made_up_entity_prompts
 
 DATASET_NAME = "tinyworld"
 
-__all__ = ["DATASET_NAME", "entity_prompts", "made_up_entity_prompts", "ioi_examples", "iter_documents", "iter_tagged_documents",
-           "sva_examples"]
+__all__ = ["DATASET_NAME", "entity_prompts", "ioi_examples", "iter_documents", "iter_tagged_documents",
+           "made_up_entity_prompts", "sva_examples"]

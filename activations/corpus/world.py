@@ -223,11 +223,12 @@ def made_up_entity_prompts(n: int, seed: int = 0) -> list[dict]:
     latents without touching any held-out entity. Answer: None."""
     rng = random.Random(f"made-up-entity-prompts:{seed}")
     taken = set(ALL_NAMES) | {e.name for e in ENTITIES}
+    unused = {etype: sorted({a + b for a in first for b in second} - taken)
+              for etype, (first, second) in _SYLLABLES.items()}
     out = []
     for _ in range(n):
         etype = _pick_type(rng)
-        first, second = _SYLLABLES[etype]
-        name = rng.choice(sorted({a + b for a in first for b in second} - taken))
+        name = rng.choice(unused[etype])
         prompt, _ = _ask(rng, Entity(name, etype, "made_up", {}), "train")
         out.append({"prompt": prompt, "entity": name, "answer": None})
     return out
