@@ -172,13 +172,18 @@ def tokenize_pairs(model, examples: list[dict], width: int = 0, pad_id: int | No
 FEMALE_NAMES = ("Mary", "Anna", "Sarah", "Emma", "Lucy", "Kate", "Laura", "Alice", "Julia", "Lisa", "Rose", "Grace")
 MALE_NAMES = ("John", "James", "Tom", "David", "Paul", "Mark", "Peter", "Adam", "Daniel", "Henry", "Jack", "Kevin")
 PROFESSIONS = ("doctor", "farmer")
-_BIOS = ("{N} is a {P}. {S} {D} every day.",
-         "{N} works as a {P}, and {s} {D}.",
-         "Everyone knows {N}. {S} is a {P} who {D}.",
-         "{N} was a {P} for years. {S} {D} in the morning.")
+_BIOS = ("{N} is a {P}. {S} {D} every day with {p} friends.",
+         "{N} works as a {P}, and {s} {D} with {p} friends.",
+         "Everyone knows {N}. {S} is a {P} who {D} with {p} friends.",
+         "{N} was a {P} for years. {S} {D} in the morning with {p} friends.")
 # What each profession does: bios describe the work as well as naming it, as real ones do. With
 # the profession in a single word, the ambiguous-set probe read gender alone (balanced accuracy
-# exactly 0.50), leaving SHIFT nothing to recover.
+# exactly 0.50), leaving SHIFT nothing to recover. Each bio names the gender twice besides the
+# name (a pronoun and a possessive), as real bios do: with the pronoun alone, the level-8
+# model's ambiguous-set probe read profession more than gender (balanced accuracy 0.77, gender
+# 0.73) and there was no spurious cue to remove; with both it is 0.68 / 0.82. (A second
+# sentence, "She is happy.", gave 0.63 / 0.87, but SHIFT + retrain then reached 0.62 on one
+# fixture seed of two: docs/circuits.md, SHIFT.)
 _DUTIES = (("treats the sick", "visits the hospital", "gives medicine to patients", "works at the clinic"),
            ("feeds the cows", "works in the fields", "grows wheat and corn", "drives the tractor"))
 
@@ -195,6 +200,6 @@ def shift_examples(n: int, seed: int = 0, balanced: bool = False) -> list[dict]:
         name = rng.choice(MALE_NAMES if cue else FEMALE_NAMES)
         subject = "He" if cue else "She"
         text = rng.choice(_BIOS).format(N=name, P=PROFESSIONS[label], S=subject, s=subject.lower(),
-                                        D=rng.choice(_DUTIES[label]))
+                                        p="his" if cue else "her", D=rng.choice(_DUTIES[label]))
         rows.append({"text": text, "label": label, "cue": cue})
     return rows

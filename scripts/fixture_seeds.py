@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # the tests that depend on what the fixture's SAEs learned: the slow ones and IG's target
 DEMONSTRATIONS = " or ".join(["sva_circuit_of_at_most", "duplicated_name_features", "unknown_entity_latents",
                               "activation_check_beats", "removing_a_flow_feature", "ablating_a_plural_subject",
-                              "shift_removes", "ig_agrees", "ig_ranks"])
+                              "shift_removes", "ig_agrees"])
 
 
 def run(seed: int, logs: Path) -> dict[str, str]:

@@ -94,7 +94,9 @@ def test_shift_examples_cue_is_spurious_only_when_ambiguous():
     for r in balanced:  # each bio names its profession, describes its work, and never the other's
         assert PROFESSIONS[r["label"]] in r["text"] and PROFESSIONS[1 - r["label"]] not in r["text"]
         assert any(d in r["text"] for d in _DUTIES[r["label"]]) and not any(d in r["text"] for d in _DUTIES[1 - r["label"]])
-        assert (" he " in r["text"] or "He " in r["text"]) == (r["cue"] == 1)
+        words = set(r["text"].lower().replace(".", " ").replace(",", " ").split())
+        cue, other = ({"he", "his"}, {"she", "her"}) if r["cue"] else ({"she", "her"}, {"he", "his"})
+        assert cue <= words and not other & words  # the cue twice besides the name: pronoun, possessive
 
 
 def test_spliced_forward_reproduces_the_model_exactly(model, spliced, sva):
@@ -139,23 +141,13 @@ def test_user_metric_replaces_the_logit_difference(spliced, sva):
     torch.testing.assert_close(flipped.scores[hook], -default.scores[hook])
 
 
-def _ig_against_patching(spliced, sva) -> float:
+def test_ig_agrees_with_activation_patching_on_top_50_nodes(spliced, sva):
+    """Issue 5's target: IG (10 steps) ranks the 50 top nodes like exact activation patching
+    (the fixture SAEs: Spearman 0.934, Pearson 0.977; other seeds in docs/circuits.md)."""
     check = check_against_patching(spliced, sva, attribute(spliced, sva, "ig", steps=10), 50)
     print(f"IG vs activation patching on the top 50 nodes: Spearman {check['spearman']:.3f}, "
           f"Pearson {check['pearson']:.3f}")
-    return check["spearman"]
-
-
-def test_ig_ranks_the_top_50_nodes_like_activation_patching(spliced, sva):
-    """A regression guard below the issue's target (next test): IG and exact patching rank
-    the top nodes alike (Pearson 0.99; the ranks differ in the crowded tail)."""
-    assert _ig_against_patching(spliced, sva) >= 0.85
-
-
-@pytest.mark.xfail(strict=True, reason="known shortfall (issue 5): on the fixture SAEs IG and exact patching of the "
-                   "top 50 nodes agree with Spearman 0.872 (AtP: 0.977), target 0.9")
-def test_ig_agrees_with_activation_patching_on_top_50_nodes(spliced, sva):
-    assert _ig_against_patching(spliced, sva) >= 0.9
+    assert check["spearman"] >= 0.9
 
 
 def test_rank_correlation_gives_ties_their_average_rank():

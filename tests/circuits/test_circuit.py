@@ -50,7 +50,7 @@ def test_full_and_empty_circuits_bound_faithfulness(model, spliced):
         assert full["m_full"] == pytest.approx(float(logit_diff(model.forward(batch.clean), batch).mean()), abs=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall (issue 5): on the stage-4 model the best sva_pp circuit of <= 100 nodes reaches faithfulness 0.10 (curve 10/25/50/100: 0.00, -0.02, 0.01, 0.10), target 0.7")
+@pytest.mark.xfail(strict=True, reason="known shortfall (issue 5): on the fixture SAEs the best sva_pp circuit of <= 100 nodes reaches faithfulness 0.36 (curve 10/25/50/100: 0.00, 0.02, 0.10, 0.36), target 0.7")
 @pytest.mark.slow
 def test_sva_circuit_of_at_most_100_nodes_is_faithful(model, spliced):
     """Discovered on one half of sva_pp, evaluated on the other half."""
