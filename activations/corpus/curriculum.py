@@ -1,8 +1,9 @@
 """Curriculum levels of the training stream: how much of the composed IOI and agreement text
 it writes.
 
-The shipped model trained in four stages on ever richer mixes of fixed and composed prompts
-(docs/tiny_model.md). A level fixes such a mix; ``use_level`` sets it for the training
+The checkpoint shipped until 2026-11-29 trained in four stages on ever richer mixes of fixed
+and composed prompts; the one shipped since, in one run at level 8 (docs/tiny_model.md). A
+level fixes such a mix; ``use_level`` sets it for the training
 documents generated inside it (``activations.tiny.train --phases`` steps through
 levels in one run). Level 4 is the default: the stream that harvesting and every other use
 reads. Level 5 adds 18 openers and 48 actions (more verbs, none of them held out); level 6
@@ -30,13 +31,13 @@ class Level:
     ioi_nonce_share: float = 0.0  # of composed IOI prompts whose action has a made-up verb
 
 
-# Levels 1-4: the corpora of the four stages that trained the shipped checkpoint: fixed
+# Levels 1-4: the corpora of the four stages that trained the stage-4 checkpoint: fixed
 # templates only; 12 openers × 22 actions for half the IOI prompts; 28 × 54 for 70% with
 # composed agreement lead-ins; 31 × 68. Level 5: every opener and action. Level 6: level 5 with
 # composed prepositional-phrase agreement frames (other determiners before "{S} {pn} {N}").
 # Level 7: level 6 with made-up verbs in 30% of the composed IOI actions ("{S} glorked a
 # {obj} to"), so that the answer has to come from the sentence's shape, not from the verb.
-# Level 8: level 7 with made-up verbs in only 10% of the composed IOI actions.
+# Level 8: level 7 with made-up verbs in only 10% of the composed IOI actions (the shipped model's).
 LEVELS: dict[int, Level] = {
     1: Level(0, 0, 0.0, 0.0),
     2: Level(12, 22, 0.5, 0.0),
