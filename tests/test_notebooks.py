@@ -9,9 +9,12 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 
 def execution_errors(notebook, folder: Path, monkeypatch) -> list:
-    """Run ``notebook`` top to bottom in ``folder``; its error outputs."""
+    """Run ``notebook`` top to bottom in ``folder``; its error outputs. The kernel's temporary
+    files (the notebooks' ``tempfile.mkdtemp`` work folders) go under ``folder`` too, so that
+    pytest cleans them up with it."""
     from nbclient import NotebookClient
     monkeypatch.chdir(folder)
+    monkeypatch.setenv("TMPDIR", str(folder))
     NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
     return [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs if o.output_type == "error"]
 

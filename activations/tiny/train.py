@@ -52,6 +52,8 @@ class TrainConfig:
     short_steps: int = 0     # context into BOS-led pieces of this length (same tokens per step)
     vocab_size: int = 4096
     tokenizer_docs: int = 200_000
+    tokenizer_seed: int = -1  # whose training documents the tokenizer learns from (-1: --seed's); fixing
+    # it at 0 draws another model and data order on the shipped checkpoint's vocabulary
     n_layer: int = 4
     n_embd: int = 192
     n_head: int = 4
@@ -119,7 +121,8 @@ def train_tokenizer(cfg: TrainConfig):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, special_tokens=[EOT], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(islice(iter_documents(cfg.seed, "train"), cfg.tokenizer_docs), trainer)
+    seed = cfg.seed if cfg.tokenizer_seed < 0 else cfg.tokenizer_seed
+    tok.train_from_iterator(islice(iter_documents(seed, "train"), cfg.tokenizer_docs), trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOT, eos_token=EOT, unk_token=EOT,
                                    model_max_length=cfg.context)
 

@@ -11,7 +11,8 @@ import torch
 from activations import corpus
 from activations.corpus import ioi, lexicon, names
 from activations.tiny import CHECKPOINT_DIR
-from activations.tiny.train import Phase, answer_entities, heldout_loss, lr_at, main, pair_accuracy, parse_phases
+from activations.tiny.train import (Phase, answer_entities, heldout_loss, lr_at, main, pair_accuracy,
+                                    parse_args, parse_phases, train_tokenizer)
 
 N_EXAMPLES = 300
 LOSS_MARGIN = 0.05
@@ -115,6 +116,16 @@ def test_a_rerun_from_the_seed_gives_the_same_weights(tmp_path):
     for run in ("a", "b"):
         main(["--out", str(tmp_path / run), *small])
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_tokenizer_seed_keeps_the_vocabulary_while_the_seed_changes():
+    """``--tokenizer-seed 0`` with ``--seed 1`` learns seed 0's vocabulary; without it, seed 1's
+    documents give another."""
+    def vocab(*flags):
+        return train_tokenizer(parse_args(["--out", "x", "--vocab-size", "600", "--tokenizer-docs", "1000",
+                                           *flags])).get_vocab()
+    assert vocab("--seed", "1", "--tokenizer-seed", "0") == vocab("--seed", "0")
+    assert vocab("--seed", "1") != vocab("--seed", "0")
 
 
 def test_phases_parse_and_each_restarts_the_learning_rate_cycle():
