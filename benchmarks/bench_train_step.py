@@ -8,6 +8,11 @@ one step, so load from other processes hits both alike; the ratio uses the faste
 
     python benchmarks/bench_train_step.py                 # topk, batchtopk, relu; 2 threads
     python benchmarks/bench_train_step.py --architectures topk --repeats 10
+    python benchmarks/bench_train_step.py --device cuda --repeats 20   # bf16 autocast, as trained
+    python benchmarks/bench_train_step.py --device cuda --no-autocast  # fp32
+
+On CUDA the matmul runs under the same autocast as the step's encoder, and both are timed
+between device synchronisations.
 
 Target (issue 3, section 3): a TopK step costs at most 1.5x the dense encoder matmul.
 """
@@ -18,6 +23,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from contextlib import nullcontext
 
 import torch
 
@@ -28,9 +34,13 @@ from sae.trainer import Trainer
 HOOK = "blocks.6.hook_resid_post"
 
 
-def timed(fn) -> float:
+def timed(fn, cuda: bool) -> float:
+    if cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     fn()
+    if cuda:
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -38,18 +48,26 @@ def bench(architecture: str, args: argparse.Namespace) -> dict:
     gen = torch.Generator().manual_seed(0)
     acts = torch.randn(args.batch * 2, args.d_in, generator=gen)
     d_sae = args.d_in * args.expansion
-    weight = torch.randn(args.d_in, d_sae, generator=gen)
+    cuda = args.device.startswith("cuda")
+    weight = torch.randn(args.d_in, d_sae, generator=gen).to(args.device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and args.autocast else nullcontext()
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig(sae=SAEConfig(architecture=architecture, hook=HOOK, k=args.k, d_sae=d_sae),
-                          out=out, tokens=args.batch * 1000, batch_size=args.batch, checkpoint_every=0, device="cpu")
+                          out=out, tokens=args.batch * 1000, batch_size=args.batch, checkpoint_every=0,
+                          device=args.device, autocast=args.autocast)
         trainer = Trainer(cfg, TensorSource({HOOK: acts}))
-        batches = [{HOOK: b * trainer.scales[HOOK]} for b in acts.split(args.batch)]
+        batches = [{HOOK: (b * trainer.scales[HOOK]).to(args.device)} for b in acts.split(args.batch)]
         for i in range(args.warmup):
             trainer.train_step(batches[i % 2])
+
+        def matmul_once():
+            with autocast:
+                return batches[0][HOOK] @ weight
+
         matmul, step = [], []
         for i in range(args.repeats):
-            matmul.append(timed(lambda: batches[0][HOOK] @ weight))
-            step.append(timed(lambda: trainer.train_step(batches[i % 2])))
+            matmul.append(timed(matmul_once, cuda))
+            step.append(timed(lambda: trainer.train_step(batches[i % 2]), cuda))
     return {"architecture": architecture, "matmul_s": min(matmul), "step_s": min(step),
             "ratio": min(step) / min(matmul), "median_ratio": statistics.median(s / m for s, m in zip(step, matmul))}
 
@@ -64,10 +82,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--autocast", action=argparse.BooleanOptionalAction, default=True,
+                        help="on CUDA, bf16 autocast of the encoder (the trainer's default)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     d_sae = args.d_in * args.expansion
-    print(f"batch {args.batch}, d_in {args.d_in}, d_sae {d_sae}, k {args.k}, {args.threads} threads, "
+    where = (f"{torch.cuda.get_device_name(args.device)}, {'bf16 autocast' if args.autocast else 'fp32'}"
+             if args.device.startswith("cuda") else f"{args.threads} threads")
+    print(f"batch {args.batch}, d_in {args.d_in}, d_sae {d_sae}, k {args.k}, {where}, "
           f"fastest of {args.repeats} (median ratio in brackets)")
     print(f"{'architecture':<12} {'matmul s':>9} {'step s':>8} {'step/matmul':>12} {'step tokens/s':>14}")
     for architecture in args.architectures.split(","):
