@@ -165,12 +165,18 @@ def composed_simple_frames() -> tuple[Frame, ...]:
 # that the noun after the determiner, not the name, sets the verb's number. "Our" is left
 # out: "Our {S} {pn} {N}" is a held-out frame.
 PP_DETERMINERS: tuple[str, ...] = ("My", "Your", "His", "Her", "Their", "The")
+# Level 9 adds possessors, which mark no number either ("Anna's {S} {pn} {N}"): every draw of
+# level 8 learned the rule after "The", but some missed it after the held-out "Our"
+# (docs/tiny_model.md, "What varies between draws"). {M} is a training IOI name.
+PP_POSSESSORS: tuple[str, ...] = ("{M}'s", "The old man's", "The teacher's", "My friend's", "Mom's",
+                                  "The farmer's")
 
 
 def composed_pp_frames() -> tuple[Frame, ...]:
-    """Every composed "pp" training frame."""
+    """Every composed "pp" training frame at the current curriculum level."""
     shapes = ("{S} {pn} {N}", "{adj} {S} {pn} {N}", "{S} {p} the {A}")
-    return tuple(Frame("pp", f"{det} {shape}") for det in PP_DETERMINERS for shape in shapes)
+    determiners = PP_DETERMINERS + (PP_POSSESSORS if curriculum.current().sva_pp_possessors else ())
+    return tuple(Frame("pp", f"{det} {shape}") for det in determiners for shape in shapes)
 
 
 HELDOUT_FRAMES: tuple[Frame, ...] = (
@@ -211,6 +217,8 @@ def sva_prompt(rng: random.Random, split: str, kind: str = "all") -> tuple[str, 
                 p=rng.choice(PREPOSITIONS), pn=rng.choice(NAME_PREPOSITIONS),
                 N=rng.choice(names_for(split, "ioi")), place=rng.choice(PLACES),
                 v=rng.choice(RC_VERBS[cls if frame.patient == "S" else a_cls]))
+    if "{M}" in frame.text:  # drawn only here, so that the other levels' draws stay as they were
+        fill["M"] = rng.choice(names_for(split, "ioi"))
     verb = rng.choice([v for v in VERBS if cls in v.subjects])
     prefix = frame.text.format(S=subject[plural], **fill)
     flipped = frame.text.format(S=subject[not plural], **fill)

@@ -8,7 +8,8 @@ documents generated inside it (``activations.tiny.train --phases`` steps through
 levels in one run). Level 4 is the default: the stream that harvesting and every other use
 reads. Level 5 adds 18 openers and 48 actions (more verbs, none of them held out); level 6
 adds composed agreement frames across prepositional phrases; levels 7 and 8, made-up verbs in
-30% and 10% of the composed IOI actions. Held-out text never depends on the level.
+30% and 10% of the composed IOI actions; level 9, possessors before those frames' subjects.
+Held-out text never depends on the level.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Level:
     sva_composed_share: float
     sva_pp_composed_share: float = 0.0
     ioi_nonce_share: float = 0.0  # of composed IOI prompts whose action has a made-up verb
+    sva_pp_possessors: bool = False  # composed PP frames also open with possessors ("Anna's")
 
 
 # Levels 1-4: the corpora of the four stages that trained the stage-4 checkpoint: fixed
@@ -38,6 +40,8 @@ class Level:
 # Level 7: level 6 with made-up verbs in 30% of the composed IOI actions ("{S} glorked a
 # {obj} to"), so that the answer has to come from the sentence's shape, not from the verb.
 # Level 8: level 7 with made-up verbs in only 10% of the composed IOI actions (the shipped model's).
+# Level 9: level 8 with possessors ("Anna's", "The teacher's") among the composed PP frames'
+# determiners (a candidate, 2026-11-29: docs/tiny_model.md).
 LEVELS: dict[int, Level] = {
     1: Level(0, 0, 0.0, 0.0),
     2: Level(12, 22, 0.5, 0.0),
@@ -47,6 +51,7 @@ LEVELS: dict[int, Level] = {
     6: Level(49, 116, 0.7, 0.5, 0.5),
     7: Level(49, 116, 0.7, 0.5, 0.5, 0.3),
     8: Level(49, 116, 0.7, 0.5, 0.5, 0.1),
+    9: Level(49, 116, 0.7, 0.5, 0.5, 0.1, True),
 }
 DEFAULT = 4
 _current = [DEFAULT]

@@ -332,6 +332,24 @@ def test_curriculum_level_6_composes_agreement_frames_across_prepositional_phras
         assert not any(r.search(doc) for r in HELDOUT_REGEXES), doc
 
 
+def test_curriculum_level_9_opens_composed_pp_frames_with_possessors_too():
+    def pp_prompts(level: int) -> list[str]:
+        rng = random.Random(6)
+        with curriculum.use_level(level):
+            return [agreement.sva_prompt(rng, "train", "pp")[0] for _ in range(1000)]
+    possessor = re.compile(r"^(?:[A-Z][a-z]+|The old man|The teacher|My friend|The farmer)'s [a-z]")
+    level8, level9 = pp_prompts(8), pp_prompts(9)
+    assert not any(possessor.match(p) for p in level8)
+    assert 0.1 < sum(bool(possessor.match(p)) for p in level9) / len(level9) < 0.4
+    owners = {p.split("'s ")[0] for p in level9 if possessor.match(p)}
+    assert len(owners) > 20 and not owners & set(names.names_for("heldout", "ioi"))
+    assert not any(p.startswith("Our ") for p in level9)
+    with curriculum.use_level(9):
+        docs = [doc for _, doc in islice(iter_tagged_documents(seed=5), 4000)]
+    for doc in docs:  # possessors never spell a held-out frame
+        assert not any(r.search(doc) for r in HELDOUT_REGEXES), doc
+
+
 def test_curriculum_levels_7_and_8_put_made_up_verbs_in_ioi_actions():
     shapes = [_template_regex(f"{opener} {shape}".replace("{verb}", "{nonce}"), False)
               for opener in ioi.OPENERS for shape in ioi.NONCE_SHAPES]
@@ -382,6 +400,6 @@ def test_heldout_examples_do_not_depend_on_the_curriculum_level():
 
 def test_unknown_curriculum_level_is_a_clear_error():
     with pytest.raises(ValueError, match="curriculum level must be one of"):
-        with curriculum.use_level(9):
+        with curriculum.use_level(max(curriculum.LEVELS) + 1):
             pass
     assert curriculum.current() == curriculum.LEVELS[curriculum.DEFAULT]
