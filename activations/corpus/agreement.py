@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 
 from activations.corpus import curriculum
 from activations.corpus.lexicon import FOODS, PLACES
@@ -174,8 +175,13 @@ PP_POSSESSORS: tuple[str, ...] = ("{M}'s", "The old man's", "The teacher's", "My
 
 def composed_pp_frames() -> tuple[Frame, ...]:
     """Every composed "pp" training frame at the current curriculum level."""
+    return _composed_pp_frames(curriculum.current().sva_pp_possessors)
+
+
+@lru_cache(maxsize=None)
+def _composed_pp_frames(possessors: bool) -> tuple[Frame, ...]:  # built once per mix, not per prompt
     shapes = ("{S} {pn} {N}", "{adj} {S} {pn} {N}", "{S} {p} the {A}")
-    determiners = PP_DETERMINERS + (PP_POSSESSORS if curriculum.current().sva_pp_possessors else ())
+    determiners = PP_DETERMINERS + (PP_POSSESSORS if possessors else ())
     return tuple(Frame("pp", f"{det} {shape}") for det in determiners for shape in shapes)
 
 
