@@ -11,7 +11,6 @@ refused (40 prompts each), and the held-out loss (the training summary's number 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -49,4 +48,5 @@ def main(folders: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from checkpoint_script import run
+    run(main, __doc__)

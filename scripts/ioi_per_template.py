@@ -11,7 +11,6 @@ names, as the reference.
 from __future__ import annotations
 
 import random
-import sys
 
 from activations.corpus import ioi
 from activations.tiny.train import load_checkpoint, pair_accuracy
@@ -45,4 +44,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from checkpoint_script import run
+    run(main, __doc__)

@@ -12,7 +12,6 @@ draws") has what it printed.
 from __future__ import annotations
 
 import random
-import sys
 
 import torch
 
@@ -55,4 +54,5 @@ def main(folders: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from checkpoint_script import run
+    run(main, __doc__)

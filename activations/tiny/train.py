@@ -329,9 +329,21 @@ def train_steps(model, tokenizer, phases: list[Phase], cfg: TrainConfig, start: 
     return history
 
 
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def check_checkpoint(folder: str) -> None:
+    """A ValueError naming ``folder`` and what it lacks, unless it holds a checkpoint written by ``save``."""
+    missing = [name for name in CHECKPOINT_FILES if not (Path(folder) / name).is_file()]
+    if missing:
+        raise ValueError(f"{folder} is not a tiny-model checkpoint folder (no {', '.join(missing)}); give a "
+                         "folder written by python -m activations.tiny.train --out, e.g. activations/tiny/checkpoint")
+
+
 def load_checkpoint(folder: str):
     """(model, tokenizer) of a checkpoint folder written by ``save``, to continue training."""
     from transformers import AutoTokenizer, GPT2LMHeadModel
+    check_checkpoint(folder)
     return (GPT2LMHeadModel.from_pretrained(folder, attn_implementation="eager"),
             AutoTokenizer.from_pretrained(folder))
 
@@ -367,6 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
     try:
         phases_of(cfg)
+        if cfg.init_from:
+            check_checkpoint(cfg.init_from)
     except ValueError as err:
         sys.exit(f"error: {err}")
     train(cfg, command=shlex.join(["python", "-m", "activations.tiny.train", *argv]))

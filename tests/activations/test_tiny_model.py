@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -146,6 +150,23 @@ def test_bad_phases_are_a_one_line_error(tmp_path, capsys, text, problem):
         main(["--out", str(tmp_path / "never"), "--phases", text])
     assert problem in str(exit_.value) and "\n" not in str(exit_.value)
     assert not (tmp_path / "never").exists()
+
+
+def test_a_folder_that_is_not_a_checkpoint_is_a_one_line_error(tmp_path):
+    """--init-from, and the scripts that compare checkpoints, name the folder and what it lacks."""
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(tmp_path / "never"), "--init-from", str(tmp_path / "half")])
+    message = str(exit_.value)
+    assert "half is not a tiny-model checkpoint folder (no model.safetensors, tokenizer.json)" in message
+    assert "\n" not in message and not (tmp_path / "never").exists()
+    script = Path(__file__).resolve().parents[2] / "scripts" / "compare_checkpoints.py"
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "missing")], capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error: ") and "missing is not a tiny-model checkpoint" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_training_script_runs_phases_through_curriculum_levels(tmp_path, capsys):
