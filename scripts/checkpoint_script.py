@@ -12,7 +12,8 @@ def run(main: Callable[[list[str]], None], doc: str | None) -> None:
     if {"-h", "--help"} & set(sys.argv[1:]):
         print(doc)
         raise SystemExit(0)
+    from activations.tiny.train import NotACheckpoint
     try:
         main(sys.argv[1:])
-    except ValueError as err:
+    except NotACheckpoint as err:
         raise SystemExit(f"error: {err}") from None

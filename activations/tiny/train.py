@@ -332,11 +332,15 @@ def train_steps(model, tokenizer, phases: list[Phase], cfg: TrainConfig, start: 
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 
+class NotACheckpoint(ValueError):
+    """A folder given as a checkpoint lacks the files ``save`` writes."""
+
+
 def check_checkpoint(folder: str) -> None:
-    """A ValueError naming ``folder`` and what it lacks, unless it holds a checkpoint written by ``save``."""
+    """NotACheckpoint naming ``folder`` and what it lacks, unless it holds a checkpoint written by ``save``."""
     missing = [name for name in CHECKPOINT_FILES if not (Path(folder) / name).is_file()]
     if missing:
-        raise ValueError(f"{folder} is not a tiny-model checkpoint folder (no {', '.join(missing)}); give a "
+        raise NotACheckpoint(f"{folder} is not a tiny-model checkpoint folder (no {', '.join(missing)}); give a "
                          "folder written by python -m activations.tiny.train --out, e.g. activations/tiny/checkpoint")
 
 
