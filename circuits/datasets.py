@@ -94,13 +94,20 @@ def load_examples(name_or_path: str, n: int = 64, seed: int = 0, split: str = "h
 
 
 def train_test_split(examples: list[dict], test_fraction: float = 0.5, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """A seeded shuffle cut into (train, test); discovery uses train, evaluation test."""
+    """A seeded shuffle cut into (train, test); discovery uses train, evaluation test. A train
+    example that repeats a test example's prompts (the generator can draw one twice) is
+    dropped, so that the test half stays held out."""
     if not 0 < test_fraction < 1 or len(examples) < 2:
         raise ToolkitError("a train/test split needs at least two examples and 0 < test fraction < 1")
     order = list(range(len(examples)))
     random.Random(f"split:{seed}").shuffle(order)
     n_test = max(1, min(len(examples) - 1, round(len(examples) * test_fraction)))
-    return [examples[i] for i in order[n_test:]], [examples[i] for i in order[:n_test]]
+    test = [examples[i] for i in order[:n_test]]
+    seen = {(e["clean_prefix"], e["patch_prefix"]) for e in test}
+    train = [examples[i] for i in order[n_test:] if (examples[i]["clean_prefix"], examples[i]["patch_prefix"]) not in seen]
+    if not train:
+        raise ToolkitError("every discovery example repeats a held-out one; draw more examples")
+    return train, test
 
 
 @dataclass

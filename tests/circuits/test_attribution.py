@@ -79,10 +79,21 @@ def test_bad_user_dataset_is_one_line_error(tmp_path, text, words):
 
 
 def test_split_is_disjoint_and_covers_everything():
-    examples = load_examples("sva_simple", 20)
+    examples = load_examples("sva_pp", 20)
+    assert len({json.dumps(e) for e in examples}) == 20
     train, test = train_test_split(examples, 0.25, seed=1)
     assert len(test) == 5 and len(train) == 15
     assert sorted(map(json.dumps, train + test)) == sorted(map(json.dumps, examples))
+
+
+def test_split_drops_discovery_examples_that_repeat_a_held_out_one():
+    examples = load_examples("sva_pp", 20)
+    repeated = examples + [examples[0]] * 6  # the generator can draw one example twice
+    train, test = train_test_split(repeated, 0.25, seed=0)
+    assert examples[0] in test  # so an unfiltered split would put copies on both sides
+    key = lambda e: (e["clean_prefix"], e["patch_prefix"])
+    assert not {key(e) for e in train} & {key(e) for e in test}
+    assert {key(e) for e in train + test} == {key(e) for e in examples}  # nothing else is lost
 
 
 def test_shift_examples_cue_is_spurious_only_when_ambiguous():

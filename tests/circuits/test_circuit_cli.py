@@ -64,6 +64,21 @@ def test_user_json_dataset_and_per_position_nodes(run_dir, tmp_path):
     assert all(isinstance(c["exact"], float) for c in check["nodes"])
 
 
+def test_refine_swaps_nodes_and_records_the_search(run_dir, tmp_path, capsys):
+    out = tmp_path / "refined"
+    assert main(["circuit", "--dataset", "sva_pp", "--model", "tiny", "--saes", str(run_dir), "--out", str(out),
+                 "--examples", "24", "--method", "atp", "--value", "20", "--sweep", "", "--no-edges",
+                 "--refine", "2", "--refine-candidates", "3"]) == 0
+    doc = json.loads((out / "circuit.json").read_text())
+    refinement = doc["meta"]["refinement"]
+    assert len(doc["nodes"]) == 20 and 1 <= refinement["swaps"] <= 2
+    history = refinement["discovery_metric"]
+    assert len(history) == refinement["swaps"] + 1 and all(b > a for a, b in zip(history, history[1:]))
+    printed = capsys.readouterr().out
+    assert f"refined by {refinement['swaps']} swaps" in printed
+    assert f"{refinement['heldout_faithfulness_before']:.3f} -> {doc['meta']['evaluation']['faithfulness']:.3f}" in printed
+
+
 def test_svg_needs_graphviz(monkeypatch, tmp_path):
     from circuits import render
     doc = {"meta": {}, "nodes": [{"id": "blocks.0.hook_mlp_out/3", "hook": "blocks.0.hook_mlp_out", "feature": 3,
@@ -76,7 +91,8 @@ def test_svg_needs_graphviz(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("args, words", [(["--dataset", "nope"], "unknown dataset"),
                                          (["--dataset", "ioi", "--threshold", "relative", "--value", "3"], "out of range"),
-                                         (["--dataset", "ioi", "--check-top", "1"], "--check-top 1")])
+                                         (["--dataset", "ioi", "--check-top", "1"], "--check-top 1"),
+                                         (["--dataset", "ioi", "--refine", "-1"], "--refine -1")])
 def test_bad_arguments_are_one_line_errors(run_dir, tmp_path, capsys, args, words):
     code = main(["circuit", "--saes", str(run_dir), "--out", str(tmp_path), "--method", "atp", "--examples", "8", *args])
     err = capsys.readouterr().err.strip()
