@@ -70,7 +70,7 @@ def test_refinement_keeps_the_size_and_raises_the_discovery_metric(model, splice
         refine(spliced, batch, {h: torch.zeros_like(m) for h, m in start.items()})
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall (issue 5): on the fixture SAEs the best sva_pp circuit of <= 100 nodes reaches faithfulness 0.36 (curve 10/25/50/100: 0.00, 0.02, 0.10, 0.36), target 0.7")
+@pytest.mark.xfail(strict=True, reason="known shortfall (issue 5): on the fixture SAEs the best sva_pp circuit of <= 100 nodes reaches faithfulness 0.36 (curve 10/25/50/100: 0.00, 0.02, 0.10, 0.36), target 0.7; refined from 256 discovery prompts (circuits.refine): 0.65-0.68")
 @pytest.mark.slow
 def test_sva_circuit_of_at_most_100_nodes_is_faithful(model, spliced):
     """Discovered on one half of sva_pp, evaluated on the other half."""

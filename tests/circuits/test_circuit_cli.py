@@ -56,6 +56,13 @@ def test_user_json_dataset_and_per_position_nodes(run_dir, tmp_path):
     doc = json.loads((tmp_path / "o" / "circuit.json").read_text())
     nodes = doc["nodes"]
     assert len(nodes) == 10 and all(isinstance(n["position"], int) for n in nodes)
+    assert main(["circuit", "--dataset", str(data), "--saes", str(run_dir), "--out", str(tmp_path / "r"),
+                 "--method", "atp", "--per-position", "--value", "10", "--sweep", "", "--no-edges",
+                 "--refine", "1", "--refine-candidates", "4"]) == 0  # per-position nodes refine too
+    refined = json.loads((tmp_path / "r" / "circuit.json").read_text())
+    assert len(refined["nodes"]) == 10 and all(isinstance(n["position"], int) for n in refined["nodes"])
+    history = refined["meta"]["refinement"]["discovery_metric"]
+    assert all(b > a for a, b in zip(history, history[1:]))
     # the patching check covers the circuit's top nodes, with the circuit's scores as estimates
     check = doc["meta"]["patching_check"]
     assert check["n"] == 6 and -1 <= check["spearman"] <= 1
