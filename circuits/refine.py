@@ -4,7 +4,7 @@ Attribution scores each node by its effect in the *full* model. A circuit is jud
 everything *outside* it mean-ablated, where nodes interact: a kept node may only matter
 together with an ablated one, and a kept error node, recomputed from an ablated upstream,
 can carry the ablation's damage downstream. So the top nodes by attribution are a good start
-but rarely the most faithful set of their size (docs/circuits.md, "Refinement").
+but not, in general, the most faithful set of their size (docs/circuits.md, "Refinement").
 
 ``refine`` is a local search on the discovery batch. Each round:
 
@@ -14,9 +14,9 @@ but rarely the most faithful set of their size (docs/circuits.md, "Refinement").
    the gain of adding it;
 2. the ``candidates`` members with the smallest gradient and the ``candidates`` non-members
    with the largest are paired, and each swap (drop one, add one) is run exactly;
-3. the best swap is kept if it raises the metric; if none does, both lists are doubled (up
-   to ``widen`` times ``candidates``) and the round is tried again, and after that the search
-   stops.
+3. the best swap is kept if it raises the metric; if none does, both lists are doubled and
+   the round tried again while they are shorter than ``widen`` × ``candidates``, and then the
+   search stops (``widen=1``: at once).
 
 The size never changes and the discovery metric rises every round. Evaluate the result on
 held-out prompts: ``circuits.circuit.evaluate``.
@@ -37,7 +37,7 @@ from circuits.datasets import PromptBatch
 
 @dataclass
 class Refinement:
-    """The refined node set, and the discovery metric m(C) before each round and after the last."""
+    """The refined node set; the discovery metric m(C) of the start and after each kept swap."""
 
     masks: Masks
     metric_history: list[float]
