@@ -58,11 +58,6 @@ class _Flat:
     def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
         return {h: part.view(shape) for h, part, shape in zip(self.hooks, flat.split(self.sizes), self.shapes)}
 
-    def unflatten_rows(self, rows: Tensor) -> dict[str, Tensor]:
-        """[C, number of nodes] -> hook -> [C, *shape]."""
-        return {h: part.reshape(len(rows), *shape)
-                for h, part, shape in zip(self.hooks, rows.split(self.sizes, dim=1), self.shapes)}
-
     def locate(self, index: int) -> tuple[str, int]:
         for hook, size in zip(self.hooks, self.sizes):
             if index < size:
@@ -89,30 +84,10 @@ def _context_gradient(spliced: SplicedModel, batch: PromptBatch, flat: _Flat, se
     return mask.grad
 
 
-@torch.no_grad()
-def _trial_metrics(spliced: SplicedModel, batch: PromptBatch, flat: _Flat, trials: Tensor, means,
-                   metric: Metric, max_rows: int = 2048) -> list[float]:
-    """Mean ``metric`` for each node set in ``trials`` [C, number of nodes] (bool), with every
-    node outside it mean-ablated: several sets per pass, the prompts repeated once per set."""
-    n, values = len(batch), []
-    per_pass = max(1, max_rows // n)
-    for start in range(0, len(trials), per_pass):
-        group = trials[start:start + per_pass]
-        repeated = batch.take(torch.arange(n).repeat(len(group)))
-        parts = {h: m.repeat_interleave(n, 0) for h, m in flat.unflatten_rows(group).items()}
-        edits = {h: _row_edit(parts[h], means[h]) for h in spliced.hooks}
-        scores = metric(spliced.run(repeated.clean, edits)[0], repeated).view(len(group), n).mean(1)
-        values.extend(scores.tolist())
-    return values
-
-
-def _row_edit(keep: Tensor, fill: tuple[Tensor, Tensor]):
-    """Per-row node sets: ``keep`` [rows, d_sae + 1] (summed nodes) or [rows, T, d_sae + 1]."""
-    if keep.dim() == 2:
-        keep = keep[:, None, :]
-    def edit(f: Tensor, e: Tensor) -> tuple[Tensor, Tensor]:
-        return torch.where(keep[..., :-1], f, fill[0]), torch.where(keep[..., -1:], e, fill[1])
-    return edit
+def _swapped(selected: Tensor, drop: int, add: int) -> Tensor:
+    trial = selected.clone()
+    trial[drop], trial[add] = False, True
+    return trial
 
 
 def refine(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, rounds: int = 50, candidates: int = 8,
@@ -132,24 +107,23 @@ def refine(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, rounds: in
         raise ToolkitError("refinement swaps nodes in and out; the circuit must hold some nodes but not all")
     current = ablated_metric(spliced, batch, flat.unflatten(selected), means, metric)
     history, swaps = [current], []
-    tried = candidates
+    tried, grad = candidates, None
     while len(swaps) < rounds:
-        grad = _context_gradient(spliced, batch, flat, selected, means, metric)
+        if grad is None:  # a widened retry keeps the gradient of the same circuit
+            grad = _context_gradient(spliced, batch, flat, selected, means, metric)
         members, others = selected.nonzero().flatten(), (~selected).nonzero().flatten()
         drops = members[grad[members].argsort()[:tried]].tolist()
         adds = others[grad[others].argsort(descending=True)[:tried]].tolist()
         pairs = [(drop, add) for drop in drops for add in adds]
-        trials = selected.repeat(len(pairs), 1)
-        for row, (drop, add) in enumerate(pairs):
-            trials[row, drop], trials[row, add] = False, True
-        values = _trial_metrics(spliced, batch, flat, trials, means, metric)
+        values = [ablated_metric(spliced, batch, flat.unflatten(_swapped(selected, drop, add)), means, metric)
+                  for drop, add in pairs]
         best = max(range(len(pairs)), key=values.__getitem__)
         if values[best] <= current:
             if tried >= candidates * widen:
                 break
             tried *= 2  # stuck: look further down both rankings before giving up
             continue
-        tried = candidates
+        tried, grad = candidates, None
         best_swap = pairs[best]
         selected[best_swap[0]], selected[best_swap[1]] = False, True
         current = values[best]

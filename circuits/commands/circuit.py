@@ -65,7 +65,7 @@ def load_saes(run_dir: str | Path, device: str = "cpu") -> dict:
 def run(args: argparse.Namespace) -> int:
     from activations.models import load_model
     from circuits.attribution import SplicedModel, attribute, check_against_patching
-    from circuits.circuit import evaluate, faithfulness_curve, select_nodes
+    from circuits.circuit import evaluate, faithfulness_curve, mean_values, select_nodes
     from circuits.datasets import load_examples, tokenize_pairs, train_test_split
     from circuits.edges import compute_edges
     from circuits.refine import refine
@@ -90,19 +90,20 @@ def run(args: argparse.Namespace) -> int:
         found, held = tokenize_pairs(model, train, width), tokenize_pairs(model, test, width)
     attribution = attribute(spliced, found, args.method, args.steps, args.baseline, args.per_position)
     masks = select_nodes(attribution.scores, args.threshold, args.value)
+    held_means = mean_values(spliced, held)
     refinement = None
     if args.refine:
         selected = masks
         result = refine(spliced, found, selected, args.refine, args.refine_candidates)
         masks = result.masks
         with torch.no_grad():
-            before = evaluate(spliced, held, selected)["faithfulness"]
+            before = evaluate(spliced, held, selected, means=held_means)["faithfulness"]
         refinement = {"rounds": args.refine, "candidates": args.refine_candidates, "swaps": len(result.swaps),
                       "discovery_metric": result.metric_history, "heldout_faithfulness_before": before}
     edges = None if args.no_edges else compute_edges(spliced, found, attribution, masks,
                                                      threshold=args.edge_threshold)
     with torch.no_grad():
-        scores = evaluate(spliced, held, masks)
+        scores = evaluate(spliced, held, masks, means=held_means)
         sizes = [int(s) for s in args.sweep.split(",") if s.strip()]
         curve = faithfulness_curve(spliced, held, attribution.scores, sizes) if sizes else []
     meta = {"model": model_name, "dataset": args.dataset, "method": args.method, "steps": args.steps,
