@@ -12,10 +12,13 @@ but not, in general, the most faithful set of their size (docs/circuits.md, "Ref
    (value = mask · clean + (1 − mask) · mean): ∂m/∂mask is each node's attribution *in the
    circuit's context* — for a member the first-order loss of dropping it, for a non-member
    the gain of adding it;
-2. the ``candidates`` members with the smallest gradient and the ``candidates`` non-members
-   with the largest are paired, and each swap (drop one, add one) is run exactly;
-3. the best swap is kept if it raises the metric; if none does, both lists are doubled and
-   the round tried again while they are shorter than ``widen`` × ``candidates``, and then the
+2. the ``candidates`` members with the smallest gradient are each dropped alone, and the
+   ``candidates`` non-members with the largest each added alone, in exact runs;
+3. the pairs are ranked by the sum of their two exact gains, and the ``candidates`` best pairs
+   are run exactly as swaps (drop one, add one): 3 × ``candidates`` runs a round, where trying
+   every pair would take ``candidates``²;
+4. the best swap is kept if it raises the metric; if none does, the lists are doubled and the
+   round tried again while they are shorter than ``widen`` × ``candidates``, and then the
    search stops (``widen=1``: at once).
 
 The size never changes and the discovery metric rises every round. Evaluate the result on
@@ -90,6 +93,20 @@ def _swapped(selected: Tensor, drop: int, add: int) -> Tensor:
     return trial
 
 
+def _best_pairs(selected: Tensor, drops: list[int], adds: list[int], run, n: int,
+                alone: dict[int, float]) -> list[tuple[int, int]]:
+    """The ``n`` (drop, add) pairs whose single exact gains add up to the most: one run per
+    drop (size − 1) and per add (size + 1) instead of one per pair. ``alone`` keeps those runs
+    (node -> metric with it flipped) for a widened retry on the same circuit."""
+    for index in drops + adds:
+        if index not in alone:
+            trial = selected.clone()
+            trial[index] = not bool(selected[index])
+            alone[index] = run(trial)
+    pairs = [(drop, add) for drop in drops for add in adds]
+    return sorted(pairs, key=lambda pair: alone[pair[0]] + alone[pair[1]], reverse=True)[:n]
+
+
 def refine(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, rounds: int = 50, candidates: int = 8,
            widen: int = 1, metric: Metric = logit_diff) -> Refinement:
     """Swap nodes of ``circuit`` (hook -> bool mask, as ``select_nodes`` gives) to raise the mean
@@ -105,18 +122,20 @@ def refine(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, rounds: in
     size = int(selected.sum())
     if size == 0 or size == selected.numel():
         raise ToolkitError("refinement swaps nodes in and out; the circuit must hold some nodes but not all")
-    current = ablated_metric(spliced, batch, flat.unflatten(selected), means, metric)
+
+    def run(trial: Tensor) -> float:
+        return ablated_metric(spliced, batch, flat.unflatten(trial), means, metric)
+    current = run(selected)
     history, swaps = [current], []
-    tried, grad = candidates, None
+    tried, grad, alone = candidates, None, {}
     while len(swaps) < rounds:
-        if grad is None:  # a widened retry keeps the gradient of the same circuit
-            grad = _context_gradient(spliced, batch, flat, selected, means, metric)
+        if grad is None:  # a widened retry keeps the gradient and single runs of the same circuit
+            grad, alone = _context_gradient(spliced, batch, flat, selected, means, metric), {}
         members, others = selected.nonzero().flatten(), (~selected).nonzero().flatten()
         drops = members[grad[members].argsort()[:tried]].tolist()
         adds = others[grad[others].argsort(descending=True)[:tried]].tolist()
-        pairs = [(drop, add) for drop in drops for add in adds]
-        values = [ablated_metric(spliced, batch, flat.unflatten(_swapped(selected, drop, add)), means, metric)
-                  for drop, add in pairs]
+        pairs = _best_pairs(selected, drops, adds, run, tried, alone)
+        values = [run(_swapped(selected, drop, add)) for drop, add in pairs]
         best = max(range(len(pairs)), key=values.__getitem__)
         if values[best] <= current:
             if tried >= candidates * widen:

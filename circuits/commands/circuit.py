@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="swap nodes of the selected circuit for up to ROUNDS rounds to raise its faithfulness on the "
                         "discovery half (docs/circuits.md, 'Refinement'; 0 keeps the attribution's top nodes)")
     p.add_argument("--refine-candidates", type=int, default=8, metavar="N",
-                   help="members and non-members tried per refinement round (N x N exact runs)")
+                   help="members and non-members tried per refinement round (3 x N exact runs: each alone, then the N best pairs)")
     p.add_argument("--edge-threshold", type=float, default=0.0, help="keep edges with |weight| above this")
     p.add_argument("--no-edges", action="store_true")
     p.add_argument("--sweep", default="10,25,50,100,200", help="circuit sizes for the faithfulness curve ('' skips)")

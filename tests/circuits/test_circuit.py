@@ -10,7 +10,7 @@ from circuits.attribution import SplicedModel, attribute, logit_diff
 from circuits.circuit import ablated_metric, count, evaluate, mean_values, select_nodes
 from circuits.commands.circuit import load_saes
 from circuits.datasets import load_examples, tokenize_pairs, train_test_split
-from circuits.refine import refine
+from circuits.refine import _best_pairs, refine
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,26 @@ def test_refinement_keeps_the_size_and_raises_the_discovery_metric(model, splice
     assert 0 < changed <= 2 * len(result.swaps)
     with pytest.raises(ToolkitError, match="some nodes but not all"):
         refine(spliced, batch, {h: torch.zeros_like(m) for h, m in start.items()})
+
+
+def test_refinement_ranks_swaps_by_their_single_exact_gains():
+    """With an additive metric (the sum of the kept nodes' weights) a swap's gain is exactly
+    the sum of its drop's and its add's: the pairs come back in that order, from one run per
+    candidate node, and a retry on the same circuit reuses those runs."""
+    weights = torch.tensor([5.0, -1.0, 2.0, 0.5, -3.0, 4.0, 1.5, -2.0])
+    selected = torch.tensor([True, True, True, True, False, False, False, False])
+    calls = []
+
+    def run(trial):
+        calls.append(trial.clone())
+        return float(weights[trial].sum())
+    drops, adds, alone = [1, 3, 2], [5, 6, 7], {}
+    pairs = _best_pairs(selected, drops, adds, run, 4, alone)
+    gain = {(d, a): float(weights[a] - weights[d]) for d in drops for a in adds}
+    assert pairs == sorted(gain, key=gain.get, reverse=True)[:4]
+    assert pairs[0] == (1, 5) and len(calls) == len(drops) + len(adds)
+    assert all(int(c.sum()) in (3, 5) for c in calls)  # each run flips one node
+    assert _best_pairs(selected, drops, adds, run, 4, alone) == pairs and len(calls) == 6
 
 
 @pytest.mark.slow
