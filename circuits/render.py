@@ -24,7 +24,7 @@ from torch import Tensor
 
 from circuits.attribution import Attribution, hook_order
 from circuits.edges import Edges
-from circuits.flow_export import plotly_text
+from circuits.flow_export import plotly_text, write_html as write_page
 
 
 def node_id(hook: str, feature: int | None, position: int | None) -> str:
@@ -70,8 +70,8 @@ def _layout(doc: dict) -> dict[str, tuple[float, float]]:
     return places
 
 
-def write_html(doc: dict, path: Path) -> Path:
-    """A self-contained interactive graph (plotly.js embedded)."""
+def graph_figure(doc: dict):
+    """The circuit as a graph: one column per hook, nodes ranked by |attribution|, edges by weight."""
     import plotly.graph_objects as go
     places = _layout(doc)
     fig = go.Figure()
@@ -98,7 +98,42 @@ def write_html(doc: dict, path: Path) -> Path:
                       xaxis=dict(tickvals=list(range(len(hooks))), ticktext=[plotly_text(h) for h in hooks],
                                  tickangle=-45),
                       yaxis=dict(title="rank by |attribution|", autorange="reversed"))
-    path.write_text(fig.to_html(include_plotlyjs=True, full_html=True))
+    return fig
+
+
+def curve_figure(doc: dict):
+    """Held-out faithfulness and completeness of the top-k circuit at each size of the sweep,
+    with this circuit marked (and, when it was refined, where the refinement started); None
+    without a sweep."""
+    import plotly.graph_objects as go
+    meta = doc["meta"]
+    curve = meta.get("faithfulness_curve") or []
+    if not curve:
+        return None
+    fig = go.Figure()
+    sizes = [point["size"] for point in curve]
+    for key in ("faithfulness", "completeness"):
+        fig.add_trace(go.Scatter(x=sizes, y=[point[key] for point in curve], mode="lines+markers",
+                                 name=f"top-k by attribution: {key}"))
+    size, refinement = len(doc["nodes"]), meta.get("refinement")
+    if refinement:
+        fig.add_trace(go.Scatter(x=[size], y=[refinement["heldout_faithfulness_before"]], mode="markers",
+                                 marker=dict(size=11, symbol="circle-open"), name="this circuit before refinement"))
+    if meta.get("evaluation"):
+        fig.add_trace(go.Scatter(x=[size], y=[meta["evaluation"]["faithfulness"]], mode="markers",
+                                 marker=dict(size=13, symbol="star"),
+                                 name=f"this circuit{' (refined)' if refinement else ''}: faithfulness"))
+    fig.update_layout(title=f"Held-out faithfulness by circuit size ({meta.get('n_evaluate', '?')} examples)",
+                      template="plotly_white", xaxis=dict(title="nodes", type="log"),
+                      yaxis=dict(title="(m(C) − m(∅)) / (m(M) − m(∅))"))
+    return fig
+
+
+def write_html(doc: dict, path: Path) -> Path:
+    """A self-contained page (plotly.js embedded): the circuit's graph and, with a sweep, its
+    faithfulness curve."""
+    figures = [fig for fig in (graph_figure(doc), curve_figure(doc)) if fig is not None]
+    write_page(path, figures, f"Sparse feature circuit: {doc['meta'].get('dataset', '')}")
     return path
 
 

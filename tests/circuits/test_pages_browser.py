@@ -45,3 +45,32 @@ def test_circuit_page_renders_and_keeps_data_as_text(tmp_path):
     assert report["errors"] == [] and report["alerts"] == 0 and report["pwned"] is None
     assert report["result"]["plots"] == 1 and report["result"]["links"] == 0
     assert report["result"]["titles"] == [f"Sparse feature circuit: {dataset}"]  # shown as written
+
+
+def test_circuit_page_draws_the_faithfulness_curve_and_marks_the_refined_circuit(tmp_path):
+    """With a sweep the page has a second figure: the top-k curve as measured, and this
+    circuit's held-out faithfulness before and after refinement at its own size."""
+    from circuits.render import write_html
+    hook = "blocks.0.hook_mlp_out"
+    nodes = [{"id": f"{hook}/{i}", "hook": hook, "feature": i, "kind": "feature", "position": None,
+              "attribution": 1.0 - i / 10, "activation": 2.0} for i in range(3)]
+    curve = [{"size": 2, "faithfulness": 0.1, "completeness": 0.5}, {"size": 5, "faithfulness": 0.4, "completeness": 0.2}]
+    doc = {"meta": {"dataset": "sva_pp", "faithfulness_curve": curve, "n_evaluate": 256,
+                    "evaluation": {"faithfulness": 0.76, "completeness": 0.01},
+                    "refinement": {"heldout_faithfulness_before": 0.38}}, "nodes": nodes, "edges": []}
+    page = write_html(doc, tmp_path / "circuit.html")
+    report, _ = load_page(page, COUNT_PLOTS + """
+      var curve = document.querySelectorAll('.js-plotly-plot')[1];
+      window.__result.traces = curve.data.map(function (t) {
+        return {name: t.name, x: Array.prototype.slice.call(t.x), y: Array.prototype.slice.call(t.y)}; });""")
+    assert report["errors"] == [] and report["alerts"] == 0
+    assert report["result"]["plots"] == 2
+    assert report["result"]["titles"][1] == "Held-out faithfulness by circuit size (256 examples)"
+    traces = {t["name"]: (t["x"], t["y"]) for t in report["result"]["traces"]}
+    assert traces["top-k by attribution: faithfulness"] == ([2, 5], [0.1, 0.4])
+    assert traces["top-k by attribution: completeness"] == ([2, 5], [0.5, 0.2])
+    assert traces["this circuit before refinement"] == ([3], [0.38])
+    assert traces["this circuit (refined): faithfulness"] == ([3], [0.76])
+    doc["meta"]["faithfulness_curve"] = []
+    report, _ = load_page(write_html(doc, tmp_path / "plain.html"), COUNT_PLOTS)
+    assert report["errors"] == [] and report["result"]["plots"] == 1
