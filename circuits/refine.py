@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from activations.errors import ToolkitError
 from circuits.attribution import Metric, SplicedModel, logit_diff
@@ -108,9 +109,10 @@ def _best_pairs(selected: Tensor, drops: list[int], adds: list[int], run, n: int
 
 
 def refine(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, rounds: int = 50, candidates: int = 8,
-           widen: int = 1, metric: Metric = logit_diff) -> Refinement:
+           widen: int = 1, metric: Metric = logit_diff, progress: bool = False) -> Refinement:
     """Swap nodes of ``circuit`` (hook -> bool mask, as ``select_nodes`` gives) to raise the mean
-    ``metric`` on ``batch`` with every other node mean-ablated; see the module docstring."""
+    ``metric`` on ``batch`` with every other node mean-ablated; see the module docstring.
+    ``progress`` shows a bar of kept swaps with the metric on stderr."""
     if set(circuit) != set(spliced.hooks):
         raise ToolkitError("the circuit's hooks differ from the spliced model's; refine a node set from select_nodes")
     if rounds < 0 or candidates < 1 or widen < 1:
@@ -128,6 +130,8 @@ def refine(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, rounds: in
     current = run(selected)
     history, swaps = [current], []
     tried, grad, alone = candidates, None, {}
+    bar = tqdm(total=rounds, desc="refining", unit="swap", disable=not progress, dynamic_ncols=True)
+    bar.set_postfix(metric=f"{current:.3f}")
     while len(swaps) < rounds:
         if grad is None:  # a widened retry keeps the gradient and single runs of the same circuit
             grad, alone = _context_gradient(spliced, batch, flat, selected, means, metric), {}
@@ -148,6 +152,9 @@ def refine(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, rounds: in
         current = values[best]
         history.append(current)
         swaps.append((flat.locate(best_swap[0]), flat.locate(best_swap[1])))
+        bar.update()
+        bar.set_postfix(metric=f"{current:.3f}")
+    bar.close()
     masks = flat.unflatten(selected)
     assert count(masks) == size
     return Refinement(masks, history, swaps)

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     refinement = None
     if args.refine:
         selected = masks
-        result = refine(spliced, found, selected, args.refine, args.refine_candidates)
+        result = refine(spliced, found, selected, args.refine, args.refine_candidates, progress=True)
         masks = result.masks
         with torch.no_grad():
             before = evaluate(spliced, held, selected, means=held_means)["faithfulness"]

@@ -82,8 +82,10 @@ def test_refine_swaps_nodes_and_records_the_search(run_dir, tmp_path, capsys):
     assert len(doc["nodes"]) == 20 and 1 <= refinement["swaps"] <= 2
     history = refinement["discovery_metric"]
     assert len(history) == refinement["swaps"] + 1 and all(b > a for a, b in zip(history, history[1:]))
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert f"refined by {refinement['swaps']} swaps" in printed
+    assert f"metric={history[-1]:.3f}" in captured.err  # the progress bar ends on the last kept swap's metric
     assert f"{refinement['heldout_faithfulness_before']:.3f} -> {doc['meta']['evaluation']['faithfulness']:.3f}" in printed
 
 
