@@ -105,7 +105,8 @@ def evaluate(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, metric: 
 
 
 def faithfulness_curve(spliced: SplicedModel, batch: PromptBatch, scores: dict[str, Tensor], sizes: list[int],
-                       metric: Metric = logit_diff) -> list[dict[str, float]]:
+                       metric: Metric = logit_diff,
+                       means: dict[str, tuple[Tensor, Tensor]] | None = None) -> list[dict[str, float]]:
     """Faithfulness and completeness of the top-k circuit for each k in ``sizes``."""
-    means = mean_values(spliced, batch)
+    means = means if means is not None else mean_values(spliced, batch)
     return [{"size": k, **evaluate(spliced, batch, select_nodes(scores, "topk", k), metric, means)} for k in sizes]

@@ -38,14 +38,9 @@ from circuits.datasets import load_examples, tokenize_pairs  # noqa: E402
 from fixture_path import fixture_saes  # noqa: E402
 
 
-def passes(a: float, bs: torch.Tensor) -> bool:
-    """The test's rule: a >= 2b, a - b >= 0.5, a - b >= twice the spread of the fresh-name means."""
-    b, spread = float(bs.mean()), float(bs.max() - bs.min())
-    return a >= 2 * b and a - b >= 0.5 and a - b >= 2 * spread
-
-
 def main() -> None:
-    from test_circuit import DATASET, FRESH_NAMES, duplicated_name_features, duplicated_name_positions
+    from test_circuit import (DATASET, FRESH_NAMES, duplicated_name_features, duplicated_name_positions,
+                              tracks_repeat)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--saes", type=Path, default=None)
     parser.add_argument("--replace", type=Path, default=None, help="SAEs that replace the --saes ones at their hooks")
@@ -88,8 +83,9 @@ def main() -> None:
                     continue
                 bs = torch.stack([f[hook][0][rows, position, feature][on].mean() for f in fresh])
                 mean = float(a[on].mean())
+                passes = bool(tracks_repeat(a[on].mean()[None], bs[:, None]))
                 print(f"  {hook} {feature} at {where}: fires on {int(on.sum())}/{len(batch)}, a {mean:.2f}, "
-                      f"fresh names {[round(float(b), 2) for b in bs]}{'  PASSES' if passes(mean, bs) else ''}")
+                      f"fresh names {[round(float(b), 2) for b in bs]}{'  PASSES' if passes else ''}")
 
 
 if __name__ == "__main__":

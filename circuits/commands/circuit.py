@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     with torch.no_grad():
         scores = evaluate(spliced, held, masks, means=held_means)
         sizes = [int(s) for s in args.sweep.split(",") if s.strip()]
-        curve = faithfulness_curve(spliced, held, attribution.scores, sizes) if sizes else []
+        curve = faithfulness_curve(spliced, held, attribution.scores, sizes, means=held_means) if sizes else []
     meta = {"model": model_name, "dataset": args.dataset, "method": args.method, "steps": args.steps,
             "baseline": args.baseline, "per_position": args.per_position, "threshold": args.threshold,
             "value": args.value, "n_discover": len(found), "n_evaluate": len(held), "total_effect": attribution.total,

@@ -135,6 +135,14 @@ def duplicated_name_positions(model, batch, fresh_names=FRESH_NAMES) -> tuple[to
     return torch.tensor(positions), controls
 
 
+def tracks_repeat(a: torch.Tensor, bs: torch.Tensor) -> torch.Tensor:
+    """The tracking rule, per feature: mean activation ``a`` [F] on the repeats against the means
+    ``bs`` [K, F] with each of K fresh names: a >= 2b, a - b >= 0.5 and a - b >= twice the
+    spread of the b_k."""
+    b, spread = bs.mean(0), bs.max(0).values - bs.min(0).values
+    return (a >= 2 * b) & (a - b >= 0.5) & (a - b >= 2 * spread)
+
+
 def duplicated_name_features(spliced, batch, masks, s2, controls) -> tuple[list, list]:
     """The features of ``masks`` that track the duplicated name, and the diagnostic rows of all.
 
@@ -152,8 +160,7 @@ def duplicated_name_features(spliced, batch, masks, s2, controls) -> tuple[list,
         for where, position in (("S2", s2), ("end", batch.last)):
             a = dup[hook][0][rows, position][:, features].mean(0)
             bs = torch.stack([f[hook][0][rows, position][:, features].mean(0) for f in fresh])
-            b, spread = bs.mean(0), bs.max(0).values - bs.min(0).values
-            passes = (a >= 2 * b) & (a - b >= 0.5) & (a - b >= 2 * spread)
+            passes = tracks_repeat(a, bs)
             for j, feature in enumerate(features.tolist()):
                 row = (hook, feature, where, round(float(a[j]), 2), [round(float(x), 2) for x in bs[:, j]])
                 table.append(row)
