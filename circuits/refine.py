@@ -1,4 +1,4 @@
-"""Circuit refinement: swap nodes to raise a circuit's faithfulness at a fixed size.
+"""Circuit refinement: change which nodes a circuit holds to raise its faithfulness at a fixed size.
 
 Attribution scores each node by its effect in the *full* model. A circuit is judged with
 everything *outside* it mean-ablated, where nodes interact: a kept node may only matter
@@ -6,12 +6,20 @@ together with an ablated one, and a kept error node, recomputed from an ablated 
 can carry the ablation's damage downstream. So the top nodes by attribution are a good start
 but not, in general, the most faithful set of their size (docs/circuits.md, "Refinement").
 
-``refine`` is a local search on the discovery batch. Each round:
+Both searches below run on the discovery batch and use the circuit run with a 0/1 mask on
+every node (value = mask · clean + (1 − mask) · mean): its forward pass is the circuit's exact
+metric, and ∂m/∂mask is each node's attribution *in the circuit's context* — for a member the
+first-order loss of dropping it, for a non-member the gain of adding it.
 
-1. one forward and backward pass of the circuit run, with a 0/1 mask on every node
-   (value = mask · clean + (1 − mask) · mean): ∂m/∂mask is each node's attribution *in the
-   circuit's context* — for a member the first-order loss of dropping it, for a non-member
-   the gain of adding it;
+``gradient_search`` moves many nodes a step (straight-through, one forward and backward pass a
+step). Every node has a score θ, +1 for members and −1 for the others at the start; each step
+runs the circuit of the ``size`` highest scores, adds ∂m/∂mask (divided by its largest
+magnitude, with momentum) to θ, so that nodes whose in-context attribution stays positive climb
+into the circuit and members that hurt it fall out, and keeps the best circuit it has run.
+
+``refine`` swaps one node a round, each swap checked by exact runs:
+
+1. the gradient above at the current circuit;
 2. the ``candidates`` members with the smallest gradient are each dropped alone, and the
    ``candidates`` non-members with the largest each added alone, in exact runs;
 3. the pairs are ranked by the sum of their two exact gains, and the ``candidates`` best pairs
@@ -21,8 +29,9 @@ but not, in general, the most faithful set of their size (docs/circuits.md, "Ref
    round tried again while they are shorter than ``widen`` × ``candidates``, and then the
    search stops (``widen=1``: at once).
 
-The size never changes and the discovery metric rises every round. Evaluate the result on
-held-out prompts: ``circuits.circuit.evaluate``.
+The gradient search covers more ground per pass; the swaps polish its result. In both the size
+never changes and the returned circuit's discovery metric is the best seen. Evaluate the
+result on held-out prompts: ``circuits.circuit.evaluate``.
 """
 
 from __future__ import annotations
@@ -41,7 +50,8 @@ from circuits.datasets import PromptBatch
 
 @dataclass
 class Refinement:
-    """The refined node set; the discovery metric m(C) of the start and after each kept swap."""
+    """The refined node set; the discovery metric m(C) of the start and of each better circuit
+    found (after each kept swap, or each new best of the gradient search)."""
 
     masks: Masks
     metric_history: list[float]
@@ -79,13 +89,15 @@ def _mask_edit(mask: Tensor, fill: tuple[Tensor, Tensor]):
 
 
 def _context_gradient(spliced: SplicedModel, batch: PromptBatch, flat: _Flat, selected: Tensor,
-                      means, metric: Metric) -> Tensor:
-    """∂ mean metric / ∂ node mask at the circuit ``selected``: [number of nodes]."""
+                      means, metric: Metric) -> tuple[float, Tensor]:
+    """The circuit ``selected``'s mean metric (exact) and ∂ mean metric / ∂ node mask there:
+    (m, [number of nodes])."""
     mask = selected.float().requires_grad_(True)
     parts = flat.unflatten(mask)
     logits, _ = spliced.run(batch.clean, {h: _mask_edit(parts[h], means[h]) for h in spliced.hooks})
-    metric(logits, batch).mean().backward()
-    return mask.grad
+    value = metric(logits, batch).mean()
+    value.backward()
+    return float(value.detach()), mask.grad
 
 
 def _swapped(selected: Tensor, drop: int, add: int) -> Tensor:
@@ -108,22 +120,59 @@ def _best_pairs(selected: Tensor, drops: list[int], adds: list[int], run, n: int
     return sorted(pairs, key=lambda pair: alone[pair[0]] + alone[pair[1]], reverse=True)[:n]
 
 
-def refine(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, rounds: int = 50, candidates: int = 8,
-           widen: int = 1, metric: Metric = logit_diff, progress: bool = False) -> Refinement:
-    """Swap nodes of ``circuit`` (hook -> bool mask, as ``select_nodes`` gives) to raise the mean
-    ``metric`` on ``batch`` with every other node mean-ablated; see the module docstring.
-    ``progress`` shows a bar of kept swaps with the metric on stderr."""
+def _start(spliced: SplicedModel, batch: PromptBatch, circuit: Masks):
+    """The discovery means, the flat view, the circuit as a flat mask and its size; refuses a
+    circuit a fixed-size search cannot change."""
     if set(circuit) != set(spliced.hooks):
         raise ToolkitError("the circuit's hooks differ from the spliced model's; refine a node set from select_nodes")
-    if rounds < 0 or candidates < 1 or widen < 1:
-        raise ToolkitError(f"refinement needs rounds >= 0, candidates >= 1 and widen >= 1, got {rounds}, "
-                           f"{candidates} and {widen}")
-    means = mean_values(spliced, batch)
     flat = _Flat(circuit)
     selected = flat.flatten(circuit).clone()
     size = int(selected.sum())
     if size == 0 or size == selected.numel():
         raise ToolkitError("refinement swaps nodes in and out; the circuit must hold some nodes but not all")
+    return mean_values(spliced, batch), flat, selected, size
+
+
+def gradient_search(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, steps: int = 100, lr: float = 1.0,
+                    momentum: float = 0.5, metric: Metric = logit_diff, progress: bool = False) -> Refinement:
+    """Search circuits of ``circuit``'s size by straight-through gradient steps on node scores;
+    see the module docstring. Returns the best circuit run (by the mean ``metric`` on
+    ``batch``); ``metric_history`` holds each new best, ``swaps`` pairs the nodes it dropped
+    with those it added."""
+    if steps < 0 or lr <= 0 or not 0 <= momentum < 1:
+        raise ToolkitError(f"the gradient search needs steps >= 0, lr > 0 and 0 <= momentum < 1, got {steps}, {lr} "
+                           f"and {momentum}")
+    means, flat, start, size = _start(spliced, batch, circuit)
+    theta, velocity = start.float() * 2 - 1, torch.zeros(start.numel())
+    selected, best, history = start, start, []
+    bar = tqdm(total=steps, desc="gradient search", unit="step", disable=not progress, dynamic_ncols=True)
+    for _ in range(steps):
+        value, grad = _context_gradient(spliced, batch, flat, selected, means, metric)
+        if not history or value > history[-1]:
+            best, history = selected, history + [value]
+        velocity = momentum * velocity + grad / grad.abs().max().clamp_min(1e-12)
+        theta += lr * velocity
+        selected = torch.zeros_like(start)
+        selected[theta.topk(size).indices] = True
+        bar.update()
+        bar.set_postfix(metric=f"{history[-1]:.3f}")
+    bar.close()
+    if not history:  # no step: the start, measured
+        history = [ablated_metric(spliced, batch, flat.unflatten(start), means, metric)]
+    dropped, added = (start & ~best).nonzero().flatten(), (best & ~start).nonzero().flatten()
+    swaps = [(flat.locate(int(d)), flat.locate(int(a))) for d, a in zip(dropped, added)]
+    return Refinement(flat.unflatten(best), history, swaps)
+
+
+def refine(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, rounds: int = 50, candidates: int = 8,
+           widen: int = 1, metric: Metric = logit_diff, progress: bool = False) -> Refinement:
+    """Swap nodes of ``circuit`` (hook -> bool mask, as ``select_nodes`` gives) to raise the mean
+    ``metric`` on ``batch`` with every other node mean-ablated; see the module docstring.
+    ``progress`` shows a bar of kept swaps with the metric on stderr."""
+    if rounds < 0 or candidates < 1 or widen < 1:
+        raise ToolkitError(f"refinement needs rounds >= 0, candidates >= 1 and widen >= 1, got {rounds}, "
+                           f"{candidates} and {widen}")
+    means, flat, selected, size = _start(spliced, batch, circuit)
 
     def run(trial: Tensor) -> float:
         return ablated_metric(spliced, batch, flat.unflatten(trial), means, metric)
@@ -134,7 +183,7 @@ def refine(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, rounds: in
     bar.set_postfix(metric=f"{current:.3f}")
     while len(swaps) < rounds:
         if grad is None:  # a widened retry keeps the gradient and single runs of the same circuit
-            grad, alone = _context_gradient(spliced, batch, flat, selected, means, metric), {}
+            grad, alone = _context_gradient(spliced, batch, flat, selected, means, metric)[1], {}
         members, others = selected.nonzero().flatten(), (~selected).nonzero().flatten()
         drops = members[grad[members].argsort()[:tried]].tolist()
         adds = others[grad[others].argsort(descending=True)[:tried]].tolist()

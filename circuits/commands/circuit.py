@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-position", action="store_true", help="nodes per (feature, position), not summed")
     p.add_argument("--threshold", default="topk", choices=("topk", "relative", "absolute"))
     p.add_argument("--value", type=float, default=100, help="k for topk, a fraction for relative, an IE for absolute")
+    p.add_argument("--search", type=int, default=0, metavar="STEPS",
+                   help="gradient search over circuits of the selected size for STEPS steps (one forward and backward "
+                        "pass each) on the discovery half, before any --refine swaps (docs/circuits.md, 'Refinement')")
     p.add_argument("--refine", type=int, default=0, metavar="ROUNDS",
                    help="swap nodes of the selected circuit for up to ROUNDS rounds to raise its faithfulness on the "
                         "discovery half (docs/circuits.md, 'Refinement'; 0 keeps the attribution's top nodes)")
@@ -62,15 +65,39 @@ def load_saes(run_dir: str | Path, device: str = "cpu") -> dict:
     return saes
 
 
+def refine_circuit(spliced, found, held, masks, held_means, args) -> dict:
+    """--search, then --refine, on the discovery batch: the record for circuit.json (with the
+    refined "masks", to pop), its held-out faithfulness before and the discovery metric."""
+    from circuits.circuit import evaluate
+    from circuits.refine import gradient_search, refine
+
+    start, history, swaps, searched = masks, [], 0, []
+    if args.search:
+        result = gradient_search(spliced, found, masks, args.search, progress=True)
+        masks, history, swaps = result.masks, result.metric_history, len(result.swaps)
+        searched.append(f"{len(result.swaps)} by gradient search")
+    if args.refine:
+        result = refine(spliced, found, masks, args.refine, args.refine_candidates, progress=True)
+        masks, swaps = result.masks, swaps + len(result.swaps)
+        history = history + result.metric_history[1:] if history else result.metric_history
+        searched.append(f"{len(result.swaps)} by swap rounds")
+    with torch.no_grad():
+        before = evaluate(spliced, held, start, means=held_means)["faithfulness"]
+    return {"masks": masks, "search_steps": args.search, "rounds": args.refine, "candidates": args.refine_candidates,
+            "swaps": swaps, "searched": ", ".join(searched), "discovery_metric": history,
+            "heldout_faithfulness_before": before}
+
+
 def run(args: argparse.Namespace) -> int:
     from activations.models import load_model
     from circuits.attribution import SplicedModel, attribute, check_against_patching
     from circuits.circuit import evaluate, faithfulness_curve, mean_values, select_nodes
     from circuits.datasets import load_examples, tokenize_pairs, train_test_split
     from circuits.edges import compute_edges
-    from circuits.refine import refine
     from circuits.render import circuit_json, write_outputs
 
+    if args.search < 0:
+        raise ToolkitError(f"--search {args.search}: give a number of steps >= 0")
     if args.refine < 0 or args.refine_candidates < 1:
         raise ToolkitError(f"--refine {args.refine} --refine-candidates {args.refine_candidates}: give rounds >= 0 "
                            "and at least 1 candidate")
@@ -91,15 +118,9 @@ def run(args: argparse.Namespace) -> int:
     attribution = attribute(spliced, found, args.method, args.steps, args.baseline, args.per_position)
     masks = select_nodes(attribution.scores, args.threshold, args.value)
     held_means = mean_values(spliced, held)
-    refinement = None
-    if args.refine:
-        selected = masks
-        result = refine(spliced, found, selected, args.refine, args.refine_candidates, progress=True)
-        masks = result.masks
-        with torch.no_grad():
-            before = evaluate(spliced, held, selected, means=held_means)["faithfulness"]
-        refinement = {"rounds": args.refine, "candidates": args.refine_candidates, "swaps": len(result.swaps),
-                      "discovery_metric": result.metric_history, "heldout_faithfulness_before": before}
+    refinement = refine_circuit(spliced, found, held, masks, held_means, args) if args.search or args.refine else None
+    if refinement:
+        masks = refinement.pop("masks")
     edges = None if args.no_edges else compute_edges(spliced, found, attribution, masks,
                                                      threshold=args.edge_threshold)
     with torch.no_grad():
@@ -119,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(doc['nodes'])} nodes, {len(doc['edges'])} edges; faithfulness {scores['faithfulness']:.3f}, "
           f"completeness {scores['completeness']:.3f} on {len(held)} held-out examples")
     if refinement:
-        print(f"  refined by {refinement['swaps']} swaps: held-out faithfulness "
+        print(f"  refined by {refinement['swaps']} swaps ({refinement['searched']}): held-out faithfulness "
               f"{refinement['heldout_faithfulness_before']:.3f} -> {scores['faithfulness']:.3f}")
     for point in curve:
         print(f"  top {point['size']:>4}: faithfulness {point['faithfulness']:.3f}")

@@ -10,7 +10,7 @@ from circuits.attribution import SplicedModel, attribute, logit_diff
 from circuits.circuit import ablated_metric, count, evaluate, mean_values, select_nodes
 from circuits.commands.circuit import load_saes
 from circuits.datasets import load_examples, tokenize_pairs, train_test_split
-from circuits.refine import _best_pairs, refine
+from circuits.refine import _best_pairs, gradient_search, refine
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,29 @@ def test_refinement_keeps_the_size_and_raises_the_discovery_metric(model, splice
         refine(spliced, batch, {h: torch.zeros_like(m) for h, m in start.items()})
 
 
+def test_gradient_search_keeps_the_size_and_returns_the_best_circuit_it_ran(model, spliced):
+    """Each step's forward pass is the circuit's exact metric: the history rises, starts at the
+    start's metric and ends at the returned circuit's, whose changes are the recorded swaps."""
+    batch = tokenize_pairs(model, load_examples("sva_pp", 24, seed=3))
+    start = select_nodes(attribute(spliced, batch, "atp").scores, "topk", 30)
+    result = gradient_search(spliced, batch, start, steps=12)
+    means = mean_values(spliced, batch)
+    assert count(result.masks) == 30
+    assert ablated_metric(spliced, batch, start, means) == pytest.approx(result.metric_history[0], abs=1e-5)
+    assert ablated_metric(spliced, batch, result.masks, means) == pytest.approx(result.metric_history[-1], abs=1e-5)
+    assert len(result.metric_history) >= 2, "twelve steps along the in-context gradient found no better circuit"
+    assert all(b > a for a, b in zip(result.metric_history, result.metric_history[1:]))
+    changed = {(h, i) for h in start for i in (start[h] != result.masks[h]).flatten().nonzero().flatten().tolist()}
+    assert changed == {node for pair in result.swaps for node in pair}
+    for (drop_hook, drop), (add_hook, add) in result.swaps:
+        assert start[drop_hook].flatten()[drop] and result.masks[add_hook].flatten()[add]
+    assert gradient_search(spliced, batch, start, steps=0).metric_history == pytest.approx(result.metric_history[:1], abs=1e-5)
+    with pytest.raises(ToolkitError, match="lr > 0"):
+        gradient_search(spliced, batch, start, lr=0)
+    with pytest.raises(ToolkitError, match="some nodes but not all"):
+        gradient_search(spliced, batch, {h: torch.ones_like(m) for h, m in start.items()})
+
+
 def test_refinement_ranks_swaps_by_their_single_exact_gains():
     """With an additive metric (the sum of the kept nodes' weights) a swap's gain is exactly
     the sum of its drop's and its add's: the pairs come back in that order, from one run per
@@ -92,19 +115,19 @@ def test_refinement_ranks_swaps_by_their_single_exact_gains():
 
 @pytest.mark.slow
 def test_sva_circuit_of_at_most_100_nodes_is_faithful(model, spliced):
-    """A 100-node sva_pp circuit: the top 100 nodes by IG on 256 discovery prompts, refined
-    there (``circuits.refine``), and evaluated on 256 held-out prompts — the same as
-    ``sae circuit --dataset sva_pp --examples 512 --refine 20 --refine-candidates 6``."""
+    """A 100-node sva_pp circuit: the top 100 nodes by IG on 256 discovery prompts, improved
+    there by the gradient search (``circuits.refine``), and evaluated on 256 held-out prompts —
+    the same as ``sae circuit --dataset sva_pp --examples 512 --search 120``."""
     discover, evaluate_on = train_test_split(load_examples("sva_pp", 512, seed=0), 0.5, seed=0)
     found, held = tokenize_pairs(model, discover), tokenize_pairs(model, evaluate_on)
     assert not {e["clean_prefix"] for e in discover} & {e["clean_prefix"] for e in evaluate_on}
     scores = attribute(spliced, found, "ig").scores
     top = select_nodes(scores, "topk", 100)
-    refined = refine(spliced, found, top, rounds=20, candidates=6).masks
-    before, after = evaluate(spliced, held, top), evaluate(spliced, held, refined)
+    searched = gradient_search(spliced, found, top, steps=120).masks
+    before, after = evaluate(spliced, held, top), evaluate(spliced, held, searched)
     print(f"SVA (pp), {len(held)} held-out prompts: top 100 by IG {before['faithfulness']:.3f}, "
-          f"refined {after['faithfulness']:.3f}")
-    assert count(refined) == 100
+          f"after the gradient search {after['faithfulness']:.3f}")
+    assert count(searched) == 100
     assert after["faithfulness"] >= 0.7
     assert after["faithfulness"] > before["faithfulness"]
 

@@ -89,6 +89,24 @@ def test_refine_swaps_nodes_and_records_the_search(run_dir, tmp_path, capsys):
     assert f"{refinement['heldout_faithfulness_before']:.3f} -> {doc['meta']['evaluation']['faithfulness']:.3f}" in printed
 
 
+def test_search_then_refine_records_both(run_dir, tmp_path, capsys):
+    """--search runs the gradient search, then --refine swaps from its result; the record holds
+    both, and the discovery metric rises through them."""
+    out = tmp_path / "searched"
+    assert main(["circuit", "--dataset", "sva_pp", "--model", "tiny", "--saes", str(run_dir), "--out", str(out),
+                 "--examples", "24", "--method", "atp", "--value", "20", "--sweep", "", "--no-edges",
+                 "--search", "8", "--refine", "1", "--refine-candidates", "3"]) == 0
+    doc = json.loads((out / "circuit.json").read_text())
+    refinement = doc["meta"]["refinement"]
+    assert refinement["search_steps"] == 8 and refinement["rounds"] == 1 and len(doc["nodes"]) == 20
+    history = refinement["discovery_metric"]
+    assert len(history) >= 2 and all(b > a for a, b in zip(history, history[1:]))
+    by_search = int(refinement["searched"].split(" by gradient search")[0])
+    assert by_search >= 1 and refinement["swaps"] >= by_search
+    printed = capsys.readouterr().out
+    assert f"refined by {refinement['swaps']} swaps ({refinement['searched']})" in printed
+
+
 def test_svg_needs_graphviz(monkeypatch, tmp_path):
     from circuits import render
     doc = {"meta": {}, "nodes": [{"id": "blocks.0.hook_mlp_out/3", "hook": "blocks.0.hook_mlp_out", "feature": 3,
@@ -102,7 +120,8 @@ def test_svg_needs_graphviz(monkeypatch, tmp_path):
 @pytest.mark.parametrize("args, words", [(["--dataset", "nope"], "unknown dataset"),
                                          (["--dataset", "ioi", "--threshold", "relative", "--value", "3"], "out of range"),
                                          (["--dataset", "ioi", "--check-top", "1"], "--check-top 1"),
-                                         (["--dataset", "ioi", "--refine", "-1"], "--refine -1")])
+                                         (["--dataset", "ioi", "--refine", "-1"], "--refine -1"),
+                                         (["--dataset", "ioi", "--search", "-2"], "--search -2")])
 def test_bad_arguments_are_one_line_errors(run_dir, tmp_path, capsys, args, words):
     code = main(["circuit", "--saes", str(run_dir), "--out", str(tmp_path), "--method", "atp", "--examples", "8", *args])
     err = capsys.readouterr().err.strip()
