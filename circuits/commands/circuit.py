@@ -65,9 +65,9 @@ def load_saes(run_dir: str | Path, device: str = "cpu") -> dict:
     return saes
 
 
-def refine_circuit(spliced, found, held, masks, held_means, args) -> dict:
-    """--search, then --refine, on the discovery batch: the record for circuit.json (with the
-    refined "masks", to pop), its held-out faithfulness before and the discovery metric."""
+def refine_circuit(spliced, found, held, masks, held_means, args) -> tuple[dict, dict]:
+    """--search, then --refine, on the discovery batch: the refined masks, and their record for
+    circuit.json (what ran, the discovery metric, the held-out faithfulness before)."""
     from circuits.circuit import evaluate
     from circuits.refine import gradient_search, refine
 
@@ -83,9 +83,9 @@ def refine_circuit(spliced, found, held, masks, held_means, args) -> dict:
         searched.append(f"{len(result.swaps)} by swap rounds")
     with torch.no_grad():
         before = evaluate(spliced, held, start, means=held_means)["faithfulness"]
-    return {"masks": masks, "search_steps": args.search, "rounds": args.refine, "candidates": args.refine_candidates,
-            "swaps": swaps, "searched": ", ".join(searched), "discovery_metric": history,
-            "heldout_faithfulness_before": before}
+    return masks, {"search_steps": args.search, "rounds": args.refine, "candidates": args.refine_candidates,
+                   "swaps": swaps, "searched": ", ".join(searched), "discovery_metric": history,
+                   "heldout_faithfulness_before": before}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,9 +118,9 @@ def run(args: argparse.Namespace) -> int:
     attribution = attribute(spliced, found, args.method, args.steps, args.baseline, args.per_position)
     masks = select_nodes(attribution.scores, args.threshold, args.value)
     held_means = mean_values(spliced, held)
-    refinement = refine_circuit(spliced, found, held, masks, held_means, args) if args.search or args.refine else None
-    if refinement:
-        masks = refinement.pop("masks")
+    refinement = None
+    if args.search or args.refine:
+        masks, refinement = refine_circuit(spliced, found, held, masks, held_means, args)
     edges = None if args.no_edges else compute_edges(spliced, found, attribution, masks,
                                                      threshold=args.edge_threshold)
     with torch.no_grad():
