@@ -25,12 +25,16 @@ into the circuit and members that hurt it fall out, and keeps the best circuit i
 3. the pairs are ranked by the sum of their two exact gains, and the ``candidates`` best pairs
    are run exactly as swaps (drop one, add one): 3 × ``candidates`` runs a round, where trying
    every pair would take ``candidates``²;
-4. the best swap is kept if it raises the metric; if none does, the lists are doubled and the
-   round tried again while they are shorter than ``widen`` × ``candidates``, and then the
-   search stops (``widen=1``: at once).
+4. the best swap is kept if it brings the metric closer to m(M) (below); if none does, the
+   lists are doubled and the round tried again while they are shorter than ``widen`` ×
+   ``candidates``, and then the search stops (``widen=1``: at once).
+
+Both bring m(C) toward the full model's m(M) and not past it: they maximise m folded at m(M)
+(m below it, 2·m(M) − m above it), so a circuit that overshoots, faithfulness above 1 by
+leaving out the nodes that work against the behaviour, counts as less faithful, not more.
 
 The gradient search covers more ground per pass; the swaps polish its result. In both the size
-never changes and the returned circuit's discovery metric is the best seen. Evaluate the
+never changes and the returned circuit is the best seen. Evaluate the
 result on held-out prompts: ``circuits.circuit.evaluate``.
 """
 
@@ -120,9 +124,14 @@ def _best_pairs(selected: Tensor, drops: list[int], adds: list[int], run, n: int
     return sorted(pairs, key=lambda pair: alone[pair[0]] + alone[pair[1]], reverse=True)[:n]
 
 
-def _start(spliced: SplicedModel, batch: PromptBatch, circuit: Masks):
-    """The discovery means, the flat view, the circuit as a flat mask and its size; refuses a
-    circuit a fixed-size search cannot change."""
+def _folded(m: float, target: float) -> float:
+    """``m`` folded at ``target``: equal below it, 2 · target − m above it."""
+    return m if m <= target else 2 * target - m
+
+
+def _start(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, metric: Metric):
+    """The discovery means, the flat view, the circuit as a flat mask, its size, and the full
+    model's metric m(M) (every node kept); refuses a circuit a fixed-size search cannot change."""
     if set(circuit) != set(spliced.hooks):
         raise ToolkitError("the circuit's hooks differ from the spliced model's; refine a node set from select_nodes")
     flat = _Flat(circuit)
@@ -130,26 +139,29 @@ def _start(spliced: SplicedModel, batch: PromptBatch, circuit: Masks):
     size = int(selected.sum())
     if size == 0 or size == selected.numel():
         raise ToolkitError("refinement swaps nodes in and out; the circuit must hold some nodes but not all")
-    return mean_values(spliced, batch), flat, selected, size
+    means = mean_values(spliced, batch)
+    target = ablated_metric(spliced, batch, flat.unflatten(torch.ones_like(selected)), means, metric)
+    return means, flat, selected, size, target
 
 
 def gradient_search(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, steps: int = 100, lr: float = 1.0,
                     momentum: float = 0.5, metric: Metric = logit_diff, progress: bool = False) -> Refinement:
     """Search circuits of ``circuit``'s size by straight-through gradient steps on node scores;
-    see the module docstring. Returns the best circuit run (by the mean ``metric`` on
-    ``batch``); ``metric_history`` holds each new best, ``swaps`` pairs the nodes it dropped
+    see the module docstring. Returns the best circuit run (its mean ``metric`` on ``batch``
+    closest to the full model's); ``metric_history`` holds each new best, ``swaps`` pairs the nodes it dropped
     with those it added."""
     if steps < 0 or lr <= 0 or not 0 <= momentum < 1:
         raise ToolkitError(f"the gradient search needs steps >= 0, lr > 0 and 0 <= momentum < 1, got {steps}, {lr} "
                            f"and {momentum}")
-    means, flat, start, size = _start(spliced, batch, circuit)
+    means, flat, start, size, target = _start(spliced, batch, circuit, metric)
     theta, velocity = start.float() * 2 - 1, torch.zeros(start.numel())
     selected, best, history = start, start, []
     bar = tqdm(total=steps, desc="gradient search", unit="step", disable=not progress, dynamic_ncols=True)
     for _ in range(steps):
         value, grad = _context_gradient(spliced, batch, flat, selected, means, metric)
-        if not history or value > history[-1]:
+        if not history or _folded(value, target) > _folded(history[-1], target):
             best, history = selected, history + [value]
+        grad = grad if value <= target else -grad  # past m(M), back toward it
         velocity = momentum * velocity + grad / grad.abs().max().clamp_min(1e-12)
         theta += lr * velocity
         selected = torch.zeros_like(start)
@@ -166,13 +178,13 @@ def gradient_search(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, s
 
 def refine(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, rounds: int = 50, candidates: int = 8,
            widen: int = 1, metric: Metric = logit_diff, progress: bool = False) -> Refinement:
-    """Swap nodes of ``circuit`` (hook -> bool mask, as ``select_nodes`` gives) to raise the mean
-    ``metric`` on ``batch`` with every other node mean-ablated; see the module docstring.
+    """Swap nodes of ``circuit`` (hook -> bool mask, as ``select_nodes`` gives) to bring the mean
+    ``metric`` on ``batch``, with every other node mean-ablated, up to the full model's; see the module docstring.
     ``progress`` shows a bar of kept swaps with the metric on stderr."""
     if rounds < 0 or candidates < 1 or widen < 1:
         raise ToolkitError(f"refinement needs rounds >= 0, candidates >= 1 and widen >= 1, got {rounds}, "
                            f"{candidates} and {widen}")
-    means, flat, selected, size = _start(spliced, batch, circuit)
+    means, flat, selected, size, target = _start(spliced, batch, circuit, metric)
 
     def run(trial: Tensor) -> float:
         return ablated_metric(spliced, batch, flat.unflatten(trial), means, metric)
@@ -184,13 +196,14 @@ def refine(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, rounds: in
     while len(swaps) < rounds:
         if grad is None:  # a widened retry keeps the gradient and single runs of the same circuit
             grad, alone = _context_gradient(spliced, batch, flat, selected, means, metric)[1], {}
+            grad = grad if current <= target else -grad
         members, others = selected.nonzero().flatten(), (~selected).nonzero().flatten()
         drops = members[grad[members].argsort()[:tried]].tolist()
         adds = others[grad[others].argsort(descending=True)[:tried]].tolist()
-        pairs = _best_pairs(selected, drops, adds, run, tried, alone)
+        pairs = _best_pairs(selected, drops, adds, lambda trial: _folded(run(trial), target), tried, alone)
         values = [run(_swapped(selected, drop, add)) for drop, add in pairs]
-        best = max(range(len(pairs)), key=values.__getitem__)
-        if values[best] <= current:
+        best = max(range(len(pairs)), key=lambda i: _folded(values[i], target))
+        if _folded(values[best], target) <= _folded(current, target):
             if tried >= candidates * widen:
                 break
             tried *= 2  # stuck: look further down both rankings before giving up

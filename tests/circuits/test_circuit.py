@@ -93,6 +93,19 @@ def test_gradient_search_keeps_the_size_and_returns_the_best_circuit_it_ran(mode
         gradient_search(spliced, batch, {h: torch.ones_like(m) for h, m in start.items()})
 
 
+def test_gradient_search_brings_the_metric_to_the_full_model_and_not_past_it(model, spliced):
+    """The searches maximise m folded at m(M). With 300 nodes of 24 prompts the full model's
+    metric is within reach, and maximising m itself overshoots it (faithfulness 1.038 in 25
+    steps, measured); the folded search lands on it and gets closer with every better circuit."""
+    batch = tokenize_pairs(model, load_examples("sva_pp", 24, seed=3))
+    start = select_nodes(attribute(spliced, batch, "atp").scores, "topk", 300)
+    result = gradient_search(spliced, batch, start, steps=25)
+    scores = evaluate(spliced, batch, result.masks)
+    assert abs(scores["faithfulness"] - 1) < 0.01
+    gaps = [abs(m - scores["m_full"]) for m in result.metric_history]
+    assert all(b < a for a, b in zip(gaps, gaps[1:]))
+
+
 def test_refinement_ranks_swaps_by_their_single_exact_gains():
     """With an additive metric (the sum of the kept nodes' weights) a swap's gain is exactly
     the sum of its drop's and its add's: the pairs come back in that order, from one run per
