@@ -93,15 +93,16 @@ def _mask_edit(mask: Tensor, fill: tuple[Tensor, Tensor]):
 
 
 def _context_gradient(spliced: SplicedModel, batch: PromptBatch, flat: _Flat, selected: Tensor,
-                      means, metric: Metric) -> tuple[float, Tensor]:
-    """The circuit ``selected``'s mean metric (exact) and ∂ mean metric / ∂ node mask there:
-    (m, [number of nodes])."""
+                      means, metric: Metric, target: float) -> tuple[float, Tensor]:
+    """The circuit ``selected``'s mean metric m (exact) and the gradient of m folded at
+    ``target`` with respect to the node mask there: (m, [number of nodes])."""
     mask = selected.float().requires_grad_(True)
     parts = flat.unflatten(mask)
     logits, _ = spliced.run(batch.clean, {h: _mask_edit(parts[h], means[h]) for h in spliced.hooks})
     value = metric(logits, batch).mean()
     value.backward()
-    return float(value.detach()), mask.grad
+    m = float(value.detach())
+    return m, mask.grad if m <= target else -mask.grad  # past m(M), back toward it
 
 
 def _swapped(selected: Tensor, drop: int, add: int) -> Tensor:
@@ -148,8 +149,8 @@ def gradient_search(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, s
                     momentum: float = 0.5, metric: Metric = logit_diff, progress: bool = False) -> Refinement:
     """Search circuits of ``circuit``'s size by straight-through gradient steps on node scores;
     see the module docstring. Returns the best circuit run (its mean ``metric`` on ``batch``
-    closest to the full model's); ``metric_history`` holds each new best, ``swaps`` pairs the nodes it dropped
-    with those it added."""
+    closest to the full model's); ``metric_history`` holds each new best, ``swaps`` pairs the
+    nodes it dropped with those it added."""
     if steps < 0 or lr <= 0 or not 0 <= momentum < 1:
         raise ToolkitError(f"the gradient search needs steps >= 0, lr > 0 and 0 <= momentum < 1, got {steps}, {lr} "
                            f"and {momentum}")
@@ -158,10 +159,9 @@ def gradient_search(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, s
     selected, best, history = start, start, []
     bar = tqdm(total=steps, desc="gradient search", unit="step", disable=not progress, dynamic_ncols=True)
     for _ in range(steps):
-        value, grad = _context_gradient(spliced, batch, flat, selected, means, metric)
+        value, grad = _context_gradient(spliced, batch, flat, selected, means, metric, target)
         if not history or _folded(value, target) > _folded(history[-1], target):
             best, history = selected, history + [value]
-        grad = grad if value <= target else -grad  # past m(M), back toward it
         velocity = momentum * velocity + grad / grad.abs().max().clamp_min(1e-12)
         theta += lr * velocity
         selected = torch.zeros_like(start)
@@ -179,8 +179,8 @@ def gradient_search(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, s
 def refine(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, rounds: int = 50, candidates: int = 8,
            widen: int = 1, metric: Metric = logit_diff, progress: bool = False) -> Refinement:
     """Swap nodes of ``circuit`` (hook -> bool mask, as ``select_nodes`` gives) to bring the mean
-    ``metric`` on ``batch``, with every other node mean-ablated, up to the full model's; see the module docstring.
-    ``progress`` shows a bar of kept swaps with the metric on stderr."""
+    ``metric`` on ``batch``, with every other node mean-ablated, up to the full model's; see the
+    module docstring. ``progress`` shows a bar of kept swaps with the metric on stderr."""
     if rounds < 0 or candidates < 1 or widen < 1:
         raise ToolkitError(f"refinement needs rounds >= 0, candidates >= 1 and widen >= 1, got {rounds}, "
                            f"{candidates} and {widen}")
@@ -195,8 +195,7 @@ def refine(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, rounds: in
     bar.set_postfix(metric=f"{current:.3f}")
     while len(swaps) < rounds:
         if grad is None:  # a widened retry keeps the gradient and single runs of the same circuit
-            grad, alone = _context_gradient(spliced, batch, flat, selected, means, metric)[1], {}
-            grad = grad if current <= target else -grad
+            grad, alone = _context_gradient(spliced, batch, flat, selected, means, metric, target)[1], {}
         members, others = selected.nonzero().flatten(), (~selected).nonzero().flatten()
         drops = members[grad[members].argsort()[:tried]].tolist()
         adds = others[grad[others].argsort(descending=True)[:tried]].tolist()
