@@ -205,7 +205,7 @@ def duplicated_name_features(spliced, batch, masks, s2, controls) -> tuple[list,
     return tracking, table
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall (issue 5): no top-30 feature of the fixture SAEs tracks the duplicated name once the control uses several fresh names (docs/circuits.md, IOI)")
+@pytest.mark.xfail(strict=True, reason="known shortfall (issue 5): no top-30 feature of the fixture SAEs tracks the duplicated name once the control uses several fresh names; the model does not use the repeat for IOI (scripts/ioi_repeat_patching.py: removing it at S2 moves m by 0.1%; docs/circuits.md, IOI)")
 @pytest.mark.slow
 def test_ioi_circuit_has_duplicated_name_features(model, spliced):
     """Among the top 30 nodes of the IOI circuit, a feature tracks the duplicated name where
