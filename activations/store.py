@@ -1,6 +1,6 @@
 """The on-disk activation store: crash-safe writing, verified memory-mapped reading.
 
-Layout (see DESIGN.md)::
+Layout (docs/activations.md describes every field)::
 
     acts/
       manifest.json               the plan (model, hooks, dtype, dataset, shard size) and the

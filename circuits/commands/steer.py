@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sae", action="append", required=True, metavar="DIR",
                    help="SAE folder; repeat with --feature once each to steer at several layers")
     p.add_argument("--feature", action="append", type=int, required=True, metavar="N", help="latent index per --sae")
-    p.add_argument("--scale", type=float, required=True, help="s: residual-norm units added along each unit direction")
+    p.add_argument("--scale", type=float, required=True, help="s: added as s times each unit-norm decoder direction, in the activation's own units "
+                        "(compare with the residual norm at that layer)")
     p.add_argument("--schedule", choices=SCHEDULES, default="constant", help="scale across the given layers, in order")
     p.add_argument("--prompt", action="append", required=True, help="prompt text (repeatable)")
     p.add_argument("--positions", default="all",
