@@ -90,14 +90,18 @@ def _read_local(path: Path, text_field: str) -> Iterator[str]:
     if not path.is_file():
         raise ToolkitError(f"dataset file '{path}' does not exist; pass an existing .txt, .jsonl or "
                            f".parquet file, '{EMBEDDED}', or a HuggingFace dataset name")
-    if path.suffix == ".txt":
-        yield from _txt_documents(path)
-    elif path.suffix == ".jsonl":
-        yield from _jsonl_documents(path, text_field)
-    elif path.suffix == ".parquet":
-        yield from _parquet_documents(path, text_field)
-    else:
+    if path.suffix not in LOCAL_SUFFIXES:
         raise ToolkitError(f"dataset file '{path}' has an unsupported type; use .txt, .jsonl or .parquet")
+    try:
+        if path.suffix == ".txt":
+            yield from _txt_documents(path)
+        elif path.suffix == ".jsonl":
+            yield from _jsonl_documents(path, text_field)
+        else:
+            yield from _parquet_documents(path, text_field)
+    except UnicodeDecodeError as err:
+        raise ToolkitError(f"dataset file '{path}' is not UTF-8 text ({err.reason}); "
+                           "convert it to UTF-8") from err
 
 
 def _txt_documents(path: Path) -> Iterator[str]:
@@ -128,8 +132,13 @@ def _jsonl_documents(path: Path, text_field: str) -> Iterator[str]:
 
 
 def _parquet_documents(path: Path, text_field: str) -> Iterator[str]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
-    table = pq.ParquetFile(path)
+    try:
+        table = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise ToolkitError(f"dataset file '{path}' is not a readable parquet file ({err}); "
+                           "check the file or pass a .txt or .jsonl file") from err
     if text_field not in table.schema_arrow.names:
         raise ToolkitError(f"{path} has no column '{text_field}' (columns: "
                            f"{', '.join(table.schema_arrow.names)}); pass --text-field")

@@ -14,11 +14,11 @@ import ctypes
 import math
 import os
 import queue
-import shutil
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 
 import torch
@@ -31,6 +31,10 @@ from activations.hooks import parse_hooks
 from activations.models import LoadedModel, load_model
 
 JOURNAL_GLOB = "progress-rank*.json"
+# Every file a store folder may hold, its atomic-write temp files included; --overwrite
+# deletes only these, and only when the folder holds nothing else.
+_STORE_FILE = re.compile(r"(shard-\d{6,}\.safetensors|manifest\.json|progress-rank\d+\.json)(\.tmp)?")
+MAX_TOKENS = 10**12  # far beyond any real harvest; larger counts are typing mistakes
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
@@ -72,17 +76,20 @@ class _Rank:
 
 
 def harvest(cfg: HarvestConfig, model: LoadedModel | None = None) -> Path:
-    """Harvest ``cfg.tokens`` tokens of every hook in ``cfg.hooks`` into ``cfg.out``; returns the folder."""
-    if cfg.dtype not in st.STORE_DTYPES:
-        raise ToolkitError(f"unknown store dtype '{cfg.dtype}'; use one of {', '.join(st.STORE_DTYPES)}")
-    if cfg.tokens <= 0:
-        raise ToolkitError(f"--tokens must be positive, got {cfg.tokens}")
+    """Harvest ``cfg.tokens`` tokens of every hook in ``cfg.hooks`` into ``cfg.out``; returns the folder.
+
+    Every argument is checked and the dataset's first context read before ``cfg.out`` is
+    touched, so bad input leaves an existing store, or an absent folder, as it was.
+    """
+    check_config(cfg)
     mmap_large_allocations()
     ranks = _init_distributed()
     device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if ranks.world > 1 and torch.cuda.is_available() else cfg.device
     model = model or load_model(cfg.model, device=device, dtype=cfg.model_dtype)
     hooks = [p.name for p in parse_hooks(cfg.hooks, model.dims.n_layers)]
     plan = _plan(cfg, model, hooks)
+    data = TokenData(DatasetSpec(**plan["dataset"]), model.tokenizer)
+    contexts = _opened(data.iter_contexts())
     out = Path(cfg.out)
     if ranks.rank == 0:
         _prepare_folder(out, plan, cfg)
@@ -93,7 +100,7 @@ def harvest(cfg: HarvestConfig, model: LoadedModel | None = None) -> Path:
     on_written = _manifest_updater(out, plan, done) if ranks.world == 1 else _journal_updater(out, ranks.rank)
     writer = _ShardWriter(out, on_written)
     try:
-        _harvest_shards(model, cfg, plan, hooks, mine, writer, show=cfg.progress and ranks.rank == 0)
+        _harvest_shards(model, cfg, plan, hooks, data, contexts, mine, writer, show=cfg.progress and ranks.rank == 0)
     finally:
         writer.close()
     ranks.barrier()
@@ -101,6 +108,24 @@ def harvest(cfg: HarvestConfig, model: LoadedModel | None = None) -> Path:
         _finalize(out, plan)
     ranks.barrier()
     return out
+
+
+def check_config(cfg: HarvestConfig) -> None:
+    """Refuse settings that cannot make a store, before anything is loaded or written."""
+    if cfg.dtype not in st.STORE_DTYPES:
+        raise ToolkitError(f"unknown store dtype '{cfg.dtype}'; use one of {', '.join(st.STORE_DTYPES)}")
+    if not 0 < cfg.tokens <= MAX_TOKENS:
+        raise ToolkitError(f"--tokens must be between 1 and {MAX_TOKENS:,}, got {cfg.tokens}")
+    for flag, value in (("--batch-contexts", cfg.batch_contexts), ("--shard-tokens", cfg.shard_tokens)):
+        if value <= 0:
+            raise ToolkitError(f"{flag} must be positive, got {value}")
+
+
+def _opened(contexts: Iterator[list[int]]) -> Iterator[list[int]]:
+    """``contexts`` with its first item already read, so that a dataset that cannot be opened
+    or holds no text fails here, before the store folder is touched."""
+    first = next(contexts)
+    return chain([first], contexts)
 
 
 def mmap_large_allocations(threshold: int = 16 << 20) -> None:
@@ -128,7 +153,7 @@ def _init_distributed() -> _Rank:
 
 
 def _plan(cfg: HarvestConfig, model: LoadedModel, hooks: list[str]) -> dict:
-    context = cfg.context or min(128, model.dims.n_ctx)
+    context = cfg.context if cfg.context is not None else min(128, model.dims.n_ctx)
     if not 2 <= context <= model.dims.n_ctx:
         raise ToolkitError(f"context length {context} is outside 2..{model.dims.n_ctx} for model '{model.name}'")
     per_context = context - 1 if cfg.exclude_bos else context
@@ -147,47 +172,48 @@ def _plan(cfg: HarvestConfig, model: LoadedModel, hooks: list[str]) -> dict:
 
 def _prepare_folder(out: Path, plan: dict, cfg: HarvestConfig) -> None:
     """Create, resume or (when asked) replace the store; never silently overwrite another one."""
-    if (out / st.MANIFEST).is_file():
+    if out.exists() and not out.is_dir():
+        raise ToolkitError(f"--out '{out}' is a file; pass a folder for the store")
+    if cfg.overwrite and out.exists():
+        _clear_store(out)
+    elif (out / st.MANIFEST).is_file():
         existing = st.read_manifest(out)
-        same = st.plan_of(existing) == st.plan_of(plan)
-        if cfg.overwrite:
-            _clear_store(out)
-        elif not same:
+        if st.plan_of(existing) != st.plan_of(plan):
             diff = [k for k in st.PLAN_FIELDS if existing.get(k) != plan.get(k)]
             raise ToolkitError(f"'{out}' holds a different activation store (differs in {', '.join(diff)}); "
                                "choose another --out or pass --overwrite to replace it")
-        elif not cfg.resume:
+        if not cfg.resume:
             state = "complete" if existing.get("complete") else "incomplete"
             raise ToolkitError(f"'{out}' already holds this ({state}) store; pass --resume to finish it "
                                "or --overwrite to harvest it again")
-        else:
-            for tmp in out.glob("*.tmp"):
+        for tmp in out.glob("*.tmp"):
+            if _STORE_FILE.fullmatch(tmp.name):
                 tmp.unlink()
-            return
-    elif out.exists() and any(out.iterdir()) and not cfg.overwrite:
+        return
+    elif out.exists() and any(out.iterdir()):
         raise ToolkitError(f"'{out}' exists, is not empty and holds no {st.MANIFEST}; "
                            "choose an empty or new --out folder")
-    elif out.exists() and cfg.overwrite:
-        _clear_store(out)
     out.mkdir(parents=True, exist_ok=True)
     st.write_json(out / st.MANIFEST, {**plan, "complete": False, "shards": []})
 
 
 def _clear_store(out: Path) -> None:
-    for pattern in ("shard-*.safetensors", "*.tmp", JOURNAL_GLOB, st.MANIFEST):
-        for path in out.glob(pattern):
-            path.unlink()
-    if out.exists() and any(out.iterdir()):
-        raise ToolkitError(f"'{out}' holds files that are not part of an activation store; "
-                           "--overwrite only replaces stores, choose another --out")
-    shutil.rmtree(out, ignore_errors=True)
+    """Delete the store in ``out``, or nothing at all when the folder holds anything else."""
+    entries = list(out.iterdir())
+    foreign = [p.name for p in entries if not (p.is_file() and _STORE_FILE.fullmatch(p.name))]
+    if foreign:
+        raise ToolkitError(f"'{out}' holds files that are not part of an activation store "
+                           f"({', '.join(sorted(foreign)[:3])}); --overwrite only replaces stores, "
+                           "choose another --out")
+    for path in entries:
+        path.unlink()
 
 
 def _completed_shards(out: Path) -> dict[int, dict]:
     """Shard records from the manifest and any rank journals, for files that are intact."""
     records = {r["index"]: r for r in st.read_manifest(out).get("shards", [])}
     for journal in out.glob(JOURNAL_GLOB):
-        records.update({r["index"]: r for r in st.read_json_file(journal)["shards"]})
+        records.update({r["index"]: r for r in st.read_journal(journal)})
     intact = {}
     for index, record in records.items():
         path = out / record["file"]
@@ -208,7 +234,7 @@ def _manifest_updater(out: Path, plan: dict, done: dict[int, dict]):
 
 def _journal_updater(out: Path, rank: int):
     path = out / f"progress-rank{rank}.json"
-    records: list[dict] = st.read_json_file(path)["shards"] if path.is_file() else []
+    records: list[dict] = st.read_journal(path) if path.is_file() else []
 
     def update(record: dict) -> None:
         records.append(record)
@@ -250,14 +276,13 @@ def _merge_stats(out: Path, shards: list[dict], hooks: list[str]) -> dict:
     return stats
 
 
-def _harvest_shards(model: LoadedModel, cfg: HarvestConfig, plan: dict, hooks: list[str],
-                    indices: list[int], writer: _ShardWriter, show: bool) -> None:
+def _harvest_shards(model: LoadedModel, cfg: HarvestConfig, plan: dict, hooks: list[str], data: TokenData,
+                    contexts: Iterator[list[int]], indices: list[int], writer: _ShardWriter, show: bool) -> None:
     from tqdm.auto import tqdm
-    data = TokenData(DatasetSpec(**plan["dataset"]), model.tokenizer)
     per_shard, n_contexts = plan["contexts_per_shard"], plan["n_contexts"]
     planned = sum(min(per_shard, n_contexts - i * per_shard) for i in indices) * plan["dataset"]["context"]
     bar = tqdm(total=planned, unit="tok", unit_scale=True, desc="harvest", disable=not show)
-    shards = _shard_tokens(data.iter_contexts(), indices, per_shard, n_contexts)
+    shards = _shard_tokens(contexts, indices, per_shard, n_contexts)
     for index, first, tokens in prefetched(shards):  # the next shard's text is made during this forward
         writer.submit(index, _shard_tensors(model, tokens, first, hooks, plan, cfg.batch_contexts, data.bos))
         bar.update(tokens.numel())

@@ -15,7 +15,9 @@ bridge's ``run_with_cache``. Other architectures are read through the bridge.
 from __future__ import annotations
 
 import copy
+import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,11 @@ from activations.hooks import HookPoint, parse_hook, parse_hooks
 TINY = "tiny"
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
           "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
 
 # Order of the hook sites inside one GPT-2 block, as the forward pass meets them.
 _SITE_ORDER = ["hook_resid_pre", "ln1.hook_normalized", "attn.hook_z", "hook_attn_out",
@@ -65,11 +72,15 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' picks CUDA when present, else the CPU."""
+    """'auto' picks CUDA when present, else the CPU; anything but auto, cpu, cuda, cuda:N, mps is refused."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not _DEVICE.fullmatch(str(device)):
+        raise ToolkitError(f"unknown device '{device}'; use {DEVICE_CHOICES}")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ToolkitError(f"device '{device}' was asked for but no CUDA GPU is visible; use --device cpu")
+    if str(device) == "mps" and not torch.backends.mps.is_available():
+        raise ToolkitError("device 'mps' was asked for but Apple's MPS backend is not available; use --device cpu")
     return torch.device(device)
 
 
@@ -80,6 +91,9 @@ def _checkpoint_id(name_or_path: str) -> str:
         return str(CHECKPOINT_DIR)
     if Path(name_or_path).expanduser().is_dir():
         return str(Path(name_or_path).expanduser().resolve())
+    if Path(name_or_path).expanduser().exists():
+        raise ToolkitError(f"model '{name_or_path}' is a file; pass a HuggingFace checkpoint folder, "
+                           "'tiny', or a model name such as gpt2")
     if name_or_path.startswith((".", "/", "~")):
         raise ToolkitError(f"model folder '{name_or_path}' does not exist; pass an existing "
                            "HuggingFace checkpoint folder, 'tiny', or a model name such as gpt2")
@@ -91,13 +105,24 @@ def _checkpoint_id(name_or_path: str) -> str:
 
 
 def _from_pretrained(checkpoint: str, dtype: torch.dtype):
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
+    local = Path(checkpoint).is_dir()
+    if local:
+        _check_folder(Path(checkpoint))
     try:
         tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         hf_model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=dtype)
-    except OSError as err:
+    except (OSError, ValueError, TypeError, SafetensorError) as err:
+        if local:
+            detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            detail = f"unreadable .safetensors weights ({detail})" if isinstance(err, SafetensorError) else detail
+            raise ToolkitError(f"cannot load model folder '{checkpoint}': {detail}; its files are damaged or "
+                               "incomplete, save the checkpoint again with save_pretrained") from err
+        if not isinstance(err, OSError):
+            raise
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
         reason = "the hub is switched off (HF_HUB_OFFLINE)" if offline else "the hub could not be reached"
         raise ToolkitError(
@@ -107,13 +132,31 @@ def _from_pretrained(checkpoint: str, dtype: torch.dtype):
     return hf_model.eval(), tokenizer
 
 
+def _check_folder(folder: Path) -> None:
+    """Refuse a folder that is not a HuggingFace checkpoint: no or broken config.json, no weights."""
+    config = folder / "config.json"
+    if not config.is_file():
+        raise ToolkitError(f"model folder '{folder}' has no config.json, so it is not a HuggingFace checkpoint; "
+                           "pass a folder written by save_pretrained, 'tiny', or a model name such as gpt2")
+    try:
+        model_type = json.loads(config.read_bytes()).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        model_type = None
+    if not isinstance(model_type, str):
+        raise ToolkitError(f"'{config}' is not a JSON object with a 'model_type'; the checkpoint is damaged, "
+                           "save it again with save_pretrained")
+    if not any((folder / name).is_file() for name in _WEIGHT_FILES):
+        raise ToolkitError(f"model folder '{folder}' holds no weights ({', '.join(_WEIGHT_FILES)}); "
+                           "save the checkpoint again with save_pretrained")
+
+
 def load_model(name_or_path: str, device: str | torch.device = "auto",
                dtype: str | torch.dtype | None = None) -> LoadedModel:
     """Load ``"tiny"``, a model name (``"gpt2"``) or a local HuggingFace folder, in eval mode."""
     checkpoint = _checkpoint_id(str(name_or_path))
-    torch_dtype = resolve_dtype(dtype)
+    torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
     hf_model, tokenizer = _from_pretrained(checkpoint, torch_dtype)
-    return LoadedModel(str(name_or_path), checkpoint, hf_model.to(resolve_device(device)), tokenizer)
+    return LoadedModel(str(name_or_path), checkpoint, hf_model.to(torch_device), tokenizer)
 
 
 class LoadedModel:

@@ -70,10 +70,6 @@ def write_json(path: Path, obj: dict) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
 
 
-def read_json_file(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
-
-
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -87,18 +83,92 @@ def sha256_file(path: Path) -> str:
 
 
 def read_manifest(folder: str | Path) -> dict:
-    """Load and sanity-check ``manifest.json``; one-line errors for a missing or foreign one."""
+    """Load and sanity-check ``manifest.json``; one-line errors for a missing, foreign or damaged one."""
+    if Path(folder).is_file():
+        raise ToolkitError(f"'{folder}' is a file; pass the activation store folder that holds "
+                           f"{MANIFEST} ('{Path(folder).parent}')")
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise ToolkitError(f"no {MANIFEST} in '{folder}': it is not an activation store; "
                            "create one with `sae harvest --out DIR`")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ToolkitError(f"'{path}' is not valid JSON ({err.msg}); the store is damaged, harvest it again") from err
+    manifest = _read_json_object(path, "the store is damaged, harvest it again")
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
         raise ToolkitError(f"'{path}' is not a version-{FORMAT_VERSION} {FORMAT} manifest; harvest the store again")
+    problem = manifest_problem(manifest)
+    if problem:
+        raise ToolkitError(f"'{path}' is damaged: {problem}; harvest the store again")
     return manifest
+
+
+def read_journal(path: Path) -> list[dict]:
+    """The shard records of a rank's ``progress-rank{r}.json``; one-line errors for a damaged one."""
+    fix = "delete it and run `sae harvest ... --resume`"
+    journal = _read_json_object(path, fix)
+    problem = _fields_problem(journal, {"shards": list}) or _records_problem(journal["shards"])
+    if problem:
+        raise ToolkitError(f"'{path}' is damaged: {problem}; {fix}")
+    return journal["shards"]
+
+
+def _read_json_object(path: Path, fix: str) -> dict:
+    """The JSON object in ``path``; a one-line error ending in ``fix`` when it is not one."""
+    try:
+        obj = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ToolkitError(f"'{path}' is not valid JSON ({err}); {fix}") from err
+    if not isinstance(obj, dict):
+        raise ToolkitError(f"'{path}' holds {_JSON_NAMES[type(obj)]}, not a JSON object; {fix}")
+    return obj
+
+
+_NUMBER = (int, float)
+_JSON_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
+               bool: "true or false", type(None): "null"}
+_MANIFEST_FIELDS = {"model": str, "hooks": dict, "dtype": str, "dataset": dict, "exclude_bos": bool,
+                    "contexts_per_shard": int, "n_contexts": int, "n_shards": int, "complete": bool,
+                    "shards": list}
+_DATASET_FIELDS = {"name": str, "seed": int, "context": int}
+_HOOK_FIELDS = {"d": int, "basis": str}
+_RECORD_FIELDS = {"index": int, "file": str, "n_tokens": int, "bytes": int, "sha256": str}
+_STATS_FIELDS = {"mean": list, "mean_norm": _NUMBER, "mean_sq_norm": _NUMBER, "variance": _NUMBER}
+
+
+def manifest_problem(manifest: dict) -> str | None:
+    """What is wrong with the shape of a manifest (the first missing or mistyped field), or None."""
+    problem = (_fields_problem(manifest, _MANIFEST_FIELDS)
+               or _fields_problem(manifest["dataset"], _DATASET_FIELDS, "dataset.")
+               or next((p for h, info in manifest["hooks"].items()
+                        if (p := _fields_problem(info, _HOOK_FIELDS, f"hooks.{h}."))), None)
+               or _records_problem(manifest["shards"]))
+    if problem:
+        return problem
+    if manifest["dtype"] not in STORE_DTYPES:
+        return f"field 'dtype' is '{manifest['dtype']}', not one of {', '.join(STORE_DTYPES)}"
+    if not manifest["complete"]:
+        return None
+    stats = manifest.get("stats")
+    return (_fields_problem(manifest, {"total_tokens": int, "stats": dict})
+            or next((p for h in manifest["hooks"]
+                     if (p := _fields_problem(stats.get(h), _STATS_FIELDS, f"stats.{h}."))), None))
+
+
+def _records_problem(records: list) -> str | None:
+    return next((p for i, r in enumerate(records) if (p := _fields_problem(r, _RECORD_FIELDS, f"shards[{i}]."))),
+                None)
+
+
+def _fields_problem(obj, fields: dict, prefix: str = "") -> str | None:
+    """The first of ``fields`` (name: type) that ``obj`` lacks or holds with another type, described."""
+    if not isinstance(obj, dict):
+        return f"field '{prefix.rstrip('.')}' is missing or not an object"
+    for name, kind in fields.items():
+        value = obj.get(name)
+        if value is None:
+            return f"field '{prefix}{name}' is missing"
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            expected = "a number" if kind is _NUMBER else _JSON_NAMES[kind]
+            return f"field '{prefix}{name}' is {_JSON_NAMES[type(value)]}, not {expected}"
+    return None
 
 
 def plan_of(manifest: dict) -> dict:
@@ -131,7 +201,10 @@ def mmap_safetensors(path: Path) -> dict[str, torch.Tensor]:
     for name, info in header.items():
         start, stop = info["data_offsets"]
         chunk = raw[base + start: base + stop]
-        dtype = _ST_DTYPES[info["dtype"]]
+        dtype = _ST_DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise ToolkitError(f"shard '{path}' holds tensor '{name}' of dtype {info['dtype']}, which no store "
+                               "writes; the file is not a shard, delete it and run `sae harvest ... --resume`")
         try:
             view = chunk.view(dtype)
         except RuntimeError:  # unaligned: fall back to a copy

@@ -19,14 +19,16 @@ the circuit shows the repeat itself.
 ``tokenize_pairs`` turns examples into a ``PromptBatch``: prompts are right-padded (a causal
 model never looks right, so padding changes nothing at real positions), each answer must be
 one token, and clean and patch prompts must have the same token length (so positions line up
-for patching); examples that break these rules are dropped, and none left is an error.
+for patching), and each prompt must fit in the model's context; examples that break these
+rules are dropped (``PromptBatch.dropped`` counts them by reason; ``sae circuit`` prints it),
+and none left is an error.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -115,7 +117,8 @@ class PromptBatch:
     """Tokenised clean/patch pairs.
 
     clean, patch: [N, T] token ids, right-padded; last: [N] index of each prompt's final token
-    (the same for clean and patch); clean_answer, patch_answer: [N] answer token ids.
+    (the same for clean and patch); clean_answer, patch_answer: [N] answer token ids;
+    ``dropped``: reason -> number of the given examples left out (see ``tokenize_pairs``).
     """
 
     clean: Tensor
@@ -124,6 +127,7 @@ class PromptBatch:
     clean_answer: Tensor
     patch_answer: Tensor
     examples: list[dict]
+    dropped: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.clean.shape[0]
@@ -154,16 +158,22 @@ def tokenize_pairs(model, examples: list[dict], width: int = 0, pad_id: int | No
     """Tokenise (BOS first) the usable examples into a ``PromptBatch`` of at least ``width``
     positions; see the module docstring."""
     tok, bos = model.tokenizer, model.bos_token_id
-    rows = []
+    rows, dropped = [], {}
     for ex in examples:
         clean = [bos] + tok.encode(ex["clean_prefix"])
         patch = [bos] + tok.encode(ex["patch_prefix"])
         answers = _single_token(tok, ex["clean_answer"]), _single_token(tok, ex["patch_answer"])
-        if len(clean) == len(patch) and None not in answers and answers[0] != answers[1]:
+        reason = ("an answer is not one token" if None in answers else
+                  "the two answers are the same token" if answers[0] == answers[1] else
+                  "clean and patch prefixes differ in length" if len(clean) != len(patch) else
+                  f"longer than the model's {model.dims.n_ctx}-token context" if len(clean) > model.dims.n_ctx else None)
+        if reason:
+            dropped[reason] = dropped.get(reason, 0) + 1
+        else:
             rows.append((clean, patch, answers, ex))
     if not rows:
         raise ToolkitError("no usable example: answers must be single, different tokens and clean and patch "
-                           "prefixes must tokenise to the same length")
+                           "prefixes must tokenise to the same length, within the model's context")
     width = max(width, max(len(r[0]) for r in rows))
     pad = bos if pad_id is None else pad_id
 
@@ -172,7 +182,7 @@ def tokenize_pairs(model, examples: list[dict], width: int = 0, pad_id: int | No
 
     return PromptBatch(torch.tensor([padded(r[0]) for r in rows]), torch.tensor([padded(r[1]) for r in rows]),
                        torch.tensor([len(r[0]) - 1 for r in rows]), torch.tensor([r[2][0] for r in rows]),
-                       torch.tensor([r[2][1] for r in rows]), [r[3] for r in rows])
+                       torch.tensor([r[2][1] for r in rows]), [r[3] for r in rows], dropped)
 
 
 # SHIFT (Marks et al. 2024, section 4): a profession task with gender as the spurious cue.

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from html import escape
 from pathlib import Path
+from typing import Callable
 
 import plotly.graph_objects as go
 
@@ -81,14 +83,29 @@ def write_html(path: Path, figures: list[go.Figure], title: str = "Feature flow"
                     f"<body>\n<h1>{title}</h1>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
+def write_together(out: Path, writers: dict[str, Callable[[Path], None]]) -> dict[str, Path]:
+    """Each ``writers[name](path)`` writes a temporary file in ``out``; only when all have
+    succeeded do they replace ``out/name``, so a failure leaves the earlier outputs, if any,
+    whole, and no partial file. Returns name -> final path."""
+    out.mkdir(parents=True, exist_ok=True)
+    temps = {name: out / f".{name}.partial" for name in writers}
+    try:
+        for name, write in writers.items():
+            write(temps[name])
+        for name, temp in temps.items():
+            os.replace(temp, out / name)
+    finally:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
+    return {name: out / name for name in writers}
+
+
 def write_flow(out: Path, stack: list[FlowLayer], flows: list[LayerFlow], graphs: list[FlowGraph],
                agreement: dict | None = None) -> dict[str, Path]:
     """Write flow.csv, summary.json, graphs.json and flow.html under ``out``; return the paths."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {name: out / name for name in ("flow.csv", "summary.json", "graphs.json", "flow.html")}
-    write_table(paths["flow.csv"], stack, flows)
     info = {"blocks": summary(stack, flows), **({"activation_check": agreement} if agreement else {})}
-    paths["summary.json"].write_text(json.dumps(info, indent=2) + "\n")
-    paths["graphs.json"].write_text(json.dumps([g.to_json() for g in graphs], indent=2) + "\n")
-    write_html(paths["flow.html"], [class_figure(flows)] + [graph_figure(g) for g in graphs])
-    return paths
+    return write_together(out, {
+        "flow.csv": lambda path: write_table(path, stack, flows),
+        "summary.json": lambda path: path.write_text(json.dumps(info, indent=2) + "\n"),
+        "graphs.json": lambda path: path.write_text(json.dumps([g.to_json() for g in graphs], indent=2) + "\n"),
+        "flow.html": lambda path: write_html(path, [class_figure(flows)] + [graph_figure(g) for g in graphs])})

@@ -105,6 +105,17 @@ def _context_gradient(spliced: SplicedModel, batch: PromptBatch, flat: _Flat, se
     return m, mask.grad if m <= target else -mask.grad  # past m(M), back toward it
 
 
+def _kicked(best: Tensor, grad: Tensor, n: int, generator: torch.Generator) -> Tensor:
+    """``best`` with ``n`` members, drawn at random, swapped for the ``n`` non-members whose
+    in-context gradient there is largest: a new start away from the search's fixed point."""
+    members, others = best.nonzero().flatten(), (~best).nonzero().flatten()
+    n = min(n, len(members), len(others))
+    kicked = best.clone()
+    kicked[members[torch.randperm(len(members), generator=generator)[:n]]] = False
+    kicked[others[grad[others].topk(n).indices]] = True
+    return kicked
+
+
 def _swapped(selected: Tensor, drop: int, add: int) -> Tensor:
     trial = selected.clone()
     trial[drop], trial[add] = False, True
@@ -146,7 +157,8 @@ def _start(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, metric: Me
 
 
 def gradient_search(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, steps: int = 100, lr: float = 1.0,
-                    momentum: float = 0.5, metric: Metric = logit_diff, progress: bool = False) -> Refinement:
+                    momentum: float = 0.5, metric: Metric = logit_diff, progress: bool = False, kicks: int = 0,
+                    kick_share: float = 0.3, seed: int = 0) -> Refinement:
     """Search circuits of ``circuit``'s size by straight-through gradient steps on node scores;
     see the module docstring. Returns the best circuit run (its mean ``metric`` on ``batch``
     closest to the full model's); ``metric_history`` holds each new best, ``swaps`` pairs the
@@ -154,20 +166,27 @@ def gradient_search(spliced: SplicedModel, batch: PromptBatch, circuit: Masks, s
     if steps < 0 or lr <= 0 or not 0 <= momentum < 1:
         raise ToolkitError(f"the gradient search needs steps >= 0, lr > 0 and 0 <= momentum < 1, got {steps}, {lr} "
                            f"and {momentum}")
+    if kicks < 0 or not 0 < kick_share < 1:
+        raise ToolkitError(f"the gradient search needs kicks >= 0 and 0 < kick_share < 1, got {kicks} and {kick_share}")
     means, flat, start, size, target = _start(spliced, batch, circuit, metric)
-    theta, velocity = start.float() * 2 - 1, torch.zeros(start.numel())
-    selected, best, history = start, start, []
-    bar = tqdm(total=steps, desc="gradient search", unit="step", disable=not progress, dynamic_ncols=True)
-    for _ in range(steps):
-        value, grad = _context_gradient(spliced, batch, flat, selected, means, metric, target)
-        if not history or _folded(value, target) > _folded(history[-1], target):
-            best, history = selected, history + [value]
-        velocity = momentum * velocity + grad / grad.abs().max().clamp_min(1e-12)
-        theta += lr * velocity
-        selected = torch.zeros_like(start)
-        selected[theta.topk(size).indices] = True
-        bar.update()
-        bar.set_postfix(metric=f"{history[-1]:.3f}")
+    generator = torch.Generator().manual_seed(seed)
+    selected, best, best_grad, history = start, start, None, []
+    bar = tqdm(total=steps * (kicks + 1), desc="gradient search", unit="step", disable=not progress,
+               dynamic_ncols=True)
+    for round_ in range(kicks + 1):
+        if round_ and best_grad is not None:
+            selected = _kicked(best, best_grad, max(1, round(kick_share * size)), generator)
+        theta, velocity = selected.float() * 2 - 1, torch.zeros(start.numel())
+        for _ in range(steps):
+            value, grad = _context_gradient(spliced, batch, flat, selected, means, metric, target)
+            if not history or _folded(value, target) > _folded(history[-1], target):
+                best, best_grad, history = selected, grad, history + [value]
+            velocity = momentum * velocity + grad / grad.abs().max().clamp_min(1e-12)
+            theta += lr * velocity
+            selected = torch.zeros_like(start)
+            selected[theta.topk(size).indices] = True
+            bar.update()
+            bar.set_postfix(metric=f"{history[-1]:.3f}")
     bar.close()
     if not history:  # no step: the start, measured
         history = [ablated_metric(spliced, batch, flat.unflatten(start), means, metric)]

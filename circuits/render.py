@@ -24,7 +24,7 @@ from torch import Tensor
 
 from circuits.attribution import Attribution, hook_order
 from circuits.edges import Edges
-from circuits.flow_export import plotly_text, write_html as write_page
+from circuits.flow_export import plotly_text, write_html as write_page, write_together
 
 
 def node_id(hook: str, feature: int | None, position: int | None) -> str:
@@ -149,16 +149,12 @@ def to_dot(doc: dict) -> str:
 
 
 def write_outputs(doc: dict, out: str | Path) -> list[Path]:
-    """circuit.json, circuit.html, and circuit.svg when graphviz's ``dot`` is on PATH."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / "circuit.json"]
-    written[0].write_text(json.dumps(doc, indent=1) + "\n")
-    written.append(write_html(doc, out / "circuit.html"))
+    """circuit.json, circuit.html, and circuit.svg when graphviz's ``dot`` is on PATH, written
+    together (``write_together``: all or none)."""
+    writers = {"circuit.json": lambda path: path.write_text(json.dumps(doc, indent=1) + "\n"),
+               "circuit.html": lambda path: write_html(doc, path)}
     dot = shutil.which("dot")
     if dot:
-        svg = out / "circuit.svg"
-        svg.write_bytes(subprocess.run([dot, "-Tsvg"], input=to_dot(doc).encode(), capture_output=True,
-                                       check=True).stdout)
-        written.append(svg)
-    return written
+        writers["circuit.svg"] = lambda path: path.write_bytes(
+            subprocess.run([dot, "-Tsvg"], input=to_dot(doc).encode(), capture_output=True, check=True).stdout)
+    return list(write_together(Path(out), writers).values())

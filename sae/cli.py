@@ -3,7 +3,8 @@
 Each verb is a module exposing ``NAME``, ``HELP``, ``add_arguments(parser)`` and
 ``run(args) -> int``. Built-in verbs live in ``sae/commands/``; other packages (``circuits``)
 add theirs through the ``sae_toolkit.commands`` entry-point group, so ``sae`` never imports
-``circuits``. A ``ToolkitError`` becomes one ``error: ...`` line and exit status 2.
+``circuits``. A ``ToolkitError`` or an ``OSError`` (a read-only folder, a file where a
+folder should be) becomes one ``error: ...`` line and exit status 2.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def os_error_line(err: OSError) -> str:
+    """What went wrong and where: ``Not a directory: 'runs/x/config.json'``."""
+    what = err.strerror or str(err)
+    return f"{what}: '{err.filename}'" if err.filename is not None else what
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
@@ -48,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except ToolkitError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: {os_error_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; finished shards and checkpoints are kept, rerun with --resume", file=sys.stderr)

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -31,6 +33,26 @@ from typing import Any, get_type_hints
 from activations.errors import ToolkitError
 
 DEFAULT_HOOK = "blocks.2.hook_resid_post"
+
+Rule = tuple[Callable[[Any], bool], str]  # a test of a number, and what it must be
+POSITIVE: Rule = (lambda v: v > 0, "positive")
+NON_NEGATIVE: Rule = (lambda v: v >= 0, "0 or more")
+FRACTION: Rule = (lambda v: 0 <= v < 1, "at least 0 and below 1")
+UNIT: Rule = (lambda v: 0 <= v <= 1, "between 0 and 1")
+
+
+def check_number(label: str, value: Any, rule: Rule, fix: str) -> None:
+    """Refuse ``value`` unless it is finite and passes ``rule``; ``label`` names it in the
+    message and ``fix`` says what to do."""
+    test, text = rule
+    if (isinstance(value, float) and not math.isfinite(value)) or not test(value):
+        raise ToolkitError(f"{label} must be {text}, got {value!r}; {fix}")
+
+
+def _check_fields(obj: Any, rules: dict[str, Rule]) -> None:
+    for name, rule in rules.items():
+        check_number(f"config field '{name}'", getattr(obj, name), rule,
+                     f"change it in the config or with --set {name}=VALUE")
 
 
 @dataclass
@@ -93,8 +115,17 @@ class SAEConfig:
     def output_hook(self) -> str:
         return self.hook_out or self.hook
 
+    def check_numbers(self) -> None:
+        """Refuse numbers no coder can train with, before any width is known."""
+        _check_fields(self, _SAE_RULES)
+        prefixes = self.matryoshka_prefixes
+        if not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in prefixes):
+            raise ToolkitError(f"matryoshka_prefixes {prefixes!r} must be positive whole numbers of latents; "
+                               "change it in the config")
+
     def resolved(self, d_in: int, d_out: int) -> SAEConfig:
         """A copy with d_in, d_sae, lr and prefixes filled in from the source's widths."""
+        self.check_numbers()
         if self.d_in and self.d_in != d_in:
             raise ToolkitError(f"d_in = {self.d_in} in the config does not match the width {d_in} of "
                                f"{self.hook} in the activations; remove d_in or pick the right hook")
@@ -135,6 +166,14 @@ class SAEConfig:
                 }.get(self.architecture, f"k{self.k}")
         width = f"d{self.d_sae}" if self.d_sae else f"x{self.expansion_factor}"
         return f"{hooks}-{arch}-{width}-{knob}"
+
+
+_SAE_RULES: dict[str, Rule] = {
+    "d_in": NON_NEGATIVE, "d_sae": NON_NEGATIVE, "expansion_factor": POSITIVE, "lr": NON_NEGATIVE,
+    "l1_coefficient": NON_NEGATIVE, "l0_coefficient": NON_NEGATIVE, "target_l0": NON_NEGATIVE,
+    "target_l0_coefficient": NON_NEGATIVE, "sparsity_warmup": UNIT, "jumprelu_threshold": NON_NEGATIVE,
+    "jumprelu_bandwidth": POSITIVE, "auxk_coefficient": NON_NEGATIVE, "auxk_k": NON_NEGATIVE,
+    "threshold_momentum": FRACTION}
 
 
 @dataclass
@@ -207,8 +246,21 @@ class TrainConfig:
         """Every hook any coder reads or writes, in first-use order."""
         return list(dict.fromkeys(h for cfg in self.sae_configs() for h in (cfg.hook, cfg.output_hook)))
 
+    def validate(self) -> None:
+        """Refuse numbers no run can use (a zero batch size, a negative learning rate, ...)."""
+        _check_fields(self, _TRAIN_RULES)
+        for sae_cfg in self.sae_configs():
+            sae_cfg.check_numbers()
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_TRAIN_RULES: dict[str, Rule] = {
+    "context": (lambda v: v >= 2, "at least 2"), "buffer_tokens": POSITIVE, "tokens": POSITIVE,
+    "batch_size": POSITIVE, "warmup_steps": NON_NEGATIVE, "decay_fraction": UNIT, "beta1": FRACTION,
+    "beta2": FRACTION, "grad_clip": NON_NEGATIVE, "dead_window": POSITIVE, "dense_threshold": UNIT,
+    "checkpoint_every": NON_NEGATIVE, "log_every": POSITIVE, "eval_tokens": POSITIVE, "eval_contexts": NON_NEGATIVE}
 
 
 _TABLES = ("sae", "coders", "sweep")  # TrainConfig fields that hold coder fields
@@ -256,8 +308,11 @@ def config_from_dict(raw: dict[str, Any], where: str = "the config") -> TrainCon
                            "(or a list of values under [sweep])")
     _check_keys(raw, TrainConfig, where)
     sae = SAEConfig(**_coder_fields(raw.pop("sae", {}), f"[sae] of {where}"))
-    coders = [_coder_fields(c, f"[[coders]] of {where}") for c in raw.pop("coders", [])]
-    sweep = raw.pop("sweep", {})
+    coders = raw.pop("coders", [])
+    if not isinstance(coders, list):
+        raise ToolkitError(f"coders in {where} must be a list of [[coders]] tables, got {coders!r}")
+    coders = [_coder_fields(c, f"[[coders]] of {where}") for c in coders]
+    sweep = _table(raw.pop("sweep", {}), "[sweep]", where)
     _check_keys(sweep, SAEConfig, f"[sweep] of {where}")
     for name, values in sweep.items():
         if not isinstance(values, list) or not values:
@@ -266,7 +321,27 @@ def config_from_dict(raw: dict[str, Any], where: str = "the config") -> TrainCon
     top = {k: _coerce(TrainConfig, k, v, where) for k, v in raw.items()}
     cfg = TrainConfig(sae=sae, coders=coders, sweep=sweep, **top)
     cfg.check_distinct()
+    cfg.validate()
     return cfg
+
+
+def _table(value: Any, name: str, where: str) -> dict[str, Any]:
+    """``value`` if it is a table (a dict), else the error naming ``name`` in ``where``."""
+    if not isinstance(value, dict):
+        raise ToolkitError(f"{name} in {where} must be a table of fields, got {value!r}")
+    return value
+
+
+def _read_raw(path: Path) -> dict[str, Any]:
+    """The mapping in a TOML file (or a run folder's JSON config)."""
+    if not path.is_file():
+        raise ToolkitError(f"config file {path} does not exist; pass an existing .toml file")
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ToolkitError(f"cannot parse {path}: {err}") from err
+    return _table(raw, "the top level", str(path))
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -278,16 +353,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     raw: dict[str, Any] = {}
     where = "the defaults"
     if path is not None:
-        path, where = Path(path), str(path)
-        if not path.is_file():
-            raise ToolkitError(f"config file {path} does not exist; pass an existing .toml file")
-        text = path.read_text()
-        try:
-            raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
-            raise ToolkitError(f"cannot parse {path}: {err}") from err
-    raw.setdefault("sae", {})
-    raw.setdefault("sweep", {})
+        raw, where = _read_raw(Path(path)), str(path)
+    raw["sae"] = dict(_table(raw.get("sae", {}), "[sae]", where))
+    raw["sweep"] = dict(_table(raw.get("sweep", {}), "[sweep]", where))
     for name, value in (overrides or {}).items():
         settable = [n for n in field_names(TrainConfig) + field_names(SAEConfig) if n not in _TABLES]
         if name not in settable:

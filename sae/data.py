@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import torch
 
+from activations.errors import ToolkitError
 from activations.source import ActivationSource
 
 
@@ -46,12 +47,26 @@ def open_source(acts: str, model: str, hooks: list[str], dataset: str = "tinywor
     return OnTheFlySource(model, hooks, dataset=dataset, seed=seed, context=context, buffer_tokens=buffer_tokens)
 
 
+def check_source_model(source: ActivationSource, model_name: str) -> None:
+    """Refuse activations harvested from another model than ``model_name``."""
+    store = getattr(source, "store", None)
+    if store is not None:
+        store.check_model(model_name)
+
+
 def model_for(source: ActivationSource, name: str = ""):
     """The ``LoadedModel`` behind ``source`` (or named ``name``), for splicing evaluations."""
     if not name and hasattr(source, "model"):
         return source.model
     from activations.models import load_model
     return load_model(name or source.model_name)
+
+
+def check_context(model, context: int) -> None:
+    """Refuse contexts longer than ``model`` can read."""
+    if context > model.dims.n_ctx:
+        raise ToolkitError(f"context = {context} is longer than model '{model.name}' reads ({model.dims.n_ctx} "
+                           f"tokens); set context to at most {model.dims.n_ctx}")
 
 
 def eval_contexts(model, dataset: str, context: int, n: int, seed: int) -> torch.Tensor:

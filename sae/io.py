@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -108,22 +109,73 @@ def load_log_density(folder: str | Path) -> Tensor | None:
     return load_file(path)["sparsity"] if path.is_file() else None
 
 
-def _coder_config(raw: dict, skip: bool) -> tuple[SAEConfig, int, bool]:
+def _bad_cfg(folder: Path, problem: str) -> ToolkitError:
+    return ToolkitError(f"{folder / CFG_FILE} {problem}; fix or replace that SAE folder")
+
+
+def _read_cfg(folder: Path) -> dict:
+    """cfg.json as a mapping, with an object (or nothing) as its metadata."""
+    try:
+        raw = json.loads((folder / CFG_FILE).read_text(encoding="utf-8"))
+    except ValueError as err:  # JSON or UTF-8
+        raise _bad_cfg(folder, f"is not valid JSON ({err})") from err
+    if not isinstance(raw, dict):
+        raise _bad_cfg(folder, f"must hold a JSON object, not {type(raw).__name__}")
+    if not isinstance(raw.get("metadata") or {}, dict):
+        raise _bad_cfg(folder, f"has metadata {raw['metadata']!r}, which is not an object")
+    return raw
+
+
+def _width(raw: dict, name: str, folder: Path, default: int | None = None) -> int:
+    """The positive whole number ``raw[name]`` (``default`` when absent)."""
+    value = raw.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _bad_cfg(folder, f"needs '{name}', a positive whole number, got {value!r}")
+    return value
+
+
+def _top_k(raw: dict, folder: Path) -> int:
+    """k of a top-k SAE (SAELens 6.x or legacy ``activation_fn_kwargs``; 32 if neither)."""
+    k, legacy = raw.get("k"), raw.get("activation_fn_kwargs")
+    if k is None and isinstance(legacy, dict):
+        k = legacy.get("k")
+    k = _width({"k": SAEConfig.k if k is None else k}, "k", folder)
+    if k > raw["d_sae"]:
+        raise _bad_cfg(folder, f"has k = {k}, more than its d_sae = {raw['d_sae']} latents")
+    return k
+
+
+def _coder_config(raw: dict, skip: bool, folder: Path) -> tuple[SAEConfig, int, bool]:
     """Our SAEConfig, d_out and apply_b_dec_to_input from a (possibly legacy) cfg.json."""
     metadata = raw.get("metadata") or {}
     name = raw.get("architecture") or ("topk" if raw.get("activation_fn_str") == "topk" else "standard")
-    if name not in _FROM_SAELENS:
-        raise ToolkitError(f"cannot load SAE architecture '{name}'; loadable SAELens architectures: "
+    if not isinstance(name, str) or name not in _FROM_SAELENS:
+        raise ToolkitError(f"cannot load SAE architecture {name!r}; loadable SAELens architectures: "
                            f"{', '.join(_FROM_SAELENS)}")
     if raw.get("normalize_activations", "none") not in ("none", None):
         raise ToolkitError(f"this SAE normalises activations at run time ('{raw['normalize_activations']}'); "
                            "fold the normalisation into its weights with SAELens first")
     hook = metadata.get("hook_name") or raw.get("hook_name") or raw.get("hook_point") or ""
-    k = raw.get("k") or (raw.get("activation_fn_kwargs") or {}).get("k") or SAEConfig.k
+    if not isinstance(hook, str) or not hook:
+        raise _bad_cfg(folder, "names no hook (metadata.hook_name)")
     cfg = SAEConfig(architecture=_FROM_SAELENS[name], hook=hook, hook_out=raw.get("hook_name_out") or "",
-                    skip=skip, d_in=raw["d_in"], d_sae=raw["d_sae"], k=int(k))
+                    skip=skip, d_in=_width(raw, "d_in", folder), d_sae=_width(raw, "d_sae", folder),
+                    k=_top_k(raw, folder) if _FROM_SAELENS[name] == "topk" else SAEConfig.k)
+    d_out = _width(raw, "d_out", folder, cfg.d_in)
+    try:
+        cfg.validate(d_out)
+    except ToolkitError as err:
+        raise _bad_cfg(folder, f"describes no loadable SAE: {err}") from err
     transcoder = name.endswith("transcoder") or cfg.is_transcoder  # never subtracts b_dec [d_out] from x
-    return cfg, int(raw.get("d_out", raw["d_in"])), bool(raw.get("apply_b_dec_to_input", True)) and not transcoder
+    return cfg, d_out, bool(raw.get("apply_b_dec_to_input", True)) and not transcoder
+
+
+def _read_weights(folder: Path) -> dict[str, Tensor]:
+    try:
+        return {k: v.float() for k, v in load_file(folder / WEIGHTS_FILE).items()}
+    except SafetensorError as err:
+        raise ToolkitError(f"{folder / WEIGHTS_FILE} is not a readable safetensors file ({err}); fix or "
+                           "replace that SAE folder") from err
 
 
 def load_sae(folder: str | Path, device: str | torch.device = "cpu") -> SparseCoder:
@@ -134,9 +186,9 @@ def load_sae(folder: str | Path, device: str | torch.device = "cpu") -> SparseCo
     folder = Path(folder)
     if not (folder / CFG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise ToolkitError(f"{folder} is not an SAE folder: it needs {CFG_FILE} and {WEIGHTS_FILE}")
-    raw = json.loads((folder / CFG_FILE).read_text())
-    state = {k: v.float() for k, v in load_file(folder / WEIGHTS_FILE).items()}
-    cfg, d_out, apply_b_dec = _coder_config(raw, skip="W_skip" in state)
+    raw = _read_cfg(folder)
+    state = _read_weights(folder)
+    cfg, d_out, apply_b_dec = _coder_config(raw, "W_skip" in state, folder)
     sae = ARCHITECTURES[cfg.architecture](cfg, d_out)
     sae.apply_b_dec_to_input = apply_b_dec
     try:

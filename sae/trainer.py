@@ -29,12 +29,13 @@ import math
 import os
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm import tqdm
@@ -44,7 +45,7 @@ from activations.source import ActivationSource
 from activations.store import fsync_dir as fsync  # works on files too
 from sae.architectures import SparseCoder, StepContext, StepOutput, build
 from sae.config import TrainConfig, save_config
-from sae.data import eval_contexts, model_for, open_source
+from sae.data import check_context, eval_contexts, model_for, open_source
 from sae.distributed import DataParallel
 from sae.evaluate import reconstruction_scores, splice_scores
 from sae.io import load_sae, save_log_density, save_sae
@@ -53,6 +54,10 @@ from sae.sparse import one_thread
 
 CHECKPOINTS = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.json"
+RESTARTABLE = {CONFIG_FILE, METRICS_FILE, CHECKPOINTS, "wandb"}
+"""What a run folder holds before its first checkpoint: a fresh run of the same config may
+start over there."""
 
 
 def learning_rate(step: int, n_steps: int, base: float, warmup_steps: int, decay_fraction: float) -> float:
@@ -87,6 +92,7 @@ class Trainer:
     """Trains the coders of ``cfg`` on ``source``; see the module docstring."""
 
     def __init__(self, cfg: TrainConfig, source: ActivationSource):
+        cfg.validate()
         self.cfg, self.source = cfg, source
         self.run_dir = Path(cfg.out)
         self.device = resolve_device(cfg.device)
@@ -191,10 +197,11 @@ class Trainer:
             out = sae.training_forward(x, target, StepContext(self.step / self.n_steps, dead))
         loss = out.loss
         if not self.dp.all_finite(loss):
+            kept = (f"the last good checkpoint is kept in {self.run_dir / CHECKPOINTS}"
+                    if latest_checkpoint(self.run_dir) else "no checkpoint had been written yet")
             raise ToolkitError(
                 f"the loss of {coder.name} became {float(loss.detach())} at step {self.step + 1}; training "
-                f"stopped and the last good checkpoint is kept in {self.run_dir / CHECKPOINTS}; lower --lr and "
-                "rerun, or check the activations for extreme values")
+                f"stopped and {kept}; lower --lr and rerun, or check the activations for extreme values")
         coder.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.dp.average_gradients(sae.parameters())
@@ -237,7 +244,7 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints
 
     def _prepare_run_dir(self, resume: bool) -> None:
-        latest = check_run_dir(self.run_dir, resume)
+        latest = check_run_dir(self.run_dir, resume, self.cfg)
         self.dp.barrier()  # every rank has looked before rank 0 writes
         if latest is not None:
             self.load_checkpoint(latest)
@@ -245,7 +252,7 @@ class Trainer:
         if not self.dp.is_main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(self.cfg, self.run_dir / "config.json")
+        save_config(self.cfg, self.run_dir / CONFIG_FILE)
         (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
 
     def save_checkpoint(self) -> Path:
@@ -275,18 +282,34 @@ class Trainer:
         return final
 
     def load_checkpoint(self, folder: Path) -> None:
-        meta = json.loads((folder / "trainer.json").read_text())
+        with _damaged(folder / "trainer.json"):
+            meta = json.loads((folder / "trainer.json").read_text())
+            step, saved = int(meta["step"]), meta["coders"]
         names = [c.name for c in self.coders]
-        if meta["coders"] != names:
-            raise ToolkitError(f"checkpoint {folder} holds coders {meta['coders']}, but the config makes {names}; "
+        if saved != names:
+            raise ToolkitError(f"checkpoint {folder} holds coders {saved}, but the config makes {names}; "
                                "resume with the run's own config.json")
         for coder in self.coders:
-            state = load_file(folder / f"{coder.name}.safetensors", device=str(self.device))
-            coder.since_fired.copy_(state.pop("since_fired"))
-            coder.sae.load_state_dict(state)
-            _restore_optimizer(coder, load_file(folder / f"{coder.name}.optim.safetensors"))
-        self.generator.set_state(load_file(folder / "rng.safetensors")["generator"])
-        self.step = meta["step"]
+            with _damaged(folder / f"{coder.name}.safetensors"):
+                state = load_file(folder / f"{coder.name}.safetensors", device=str(self.device))
+                coder.since_fired.copy_(state.pop("since_fired"))
+                coder.sae.load_state_dict(state)
+            with _damaged(folder / f"{coder.name}.optim.safetensors"):
+                _restore_optimizer(coder, load_file(folder / f"{coder.name}.optim.safetensors"))
+        with _damaged(folder / "rng.safetensors"):
+            self.generator.set_state(load_file(folder / "rng.safetensors")["generator"])
+        self.step = step
+
+
+@contextmanager
+def _damaged(path: Path):
+    """Turn a missing or unreadable checkpoint file into one line naming it."""
+    try:
+        yield
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, SafetensorError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else f"{type(err).__name__}: {err}"
+        raise ToolkitError(f"cannot resume: checkpoint file {path} is missing or damaged ({reason}); start the "
+                           "run again with another --out") from err
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -294,9 +317,12 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return steps[-1] if steps else None
 
 
-def check_run_dir(run_dir: Path, resume: bool) -> Path | None:
+def check_run_dir(run_dir: Path, resume: bool, cfg: TrainConfig | None = None) -> Path | None:
     """The checkpoint to resume from (None for a fresh run); refuses a resume without a
-    checkpoint and a fresh run over one."""
+    checkpoint, a fresh run over one, and (given ``cfg``) a fresh run in a folder that holds
+    anything but an unfinished run of ``cfg``."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ToolkitError(f"run folder {run_dir} is a file; choose another --out")
     latest = latest_checkpoint(run_dir)
     if resume and latest is None:
         raise ToolkitError(f"nothing to resume: {run_dir / CHECKPOINTS} holds no checkpoint; "
@@ -304,7 +330,29 @@ def check_run_dir(run_dir: Path, resume: bool) -> Path | None:
     if not resume and latest is not None:
         raise ToolkitError(f"run folder {run_dir} already holds checkpoints; pass --resume to continue it, "
                            "or choose another --out")
+    if not resume and cfg is not None:
+        _check_restartable(run_dir, cfg)
     return latest
+
+
+def _check_restartable(run_dir: Path, cfg: TrainConfig) -> None:
+    """Refuse a fresh run in a non-empty folder unless it holds only an unfinished run of the
+    same config (anything else there would be overwritten)."""
+    entries = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+    if not entries or (set(entries) <= RESTARTABLE and _same_config(run_dir / CONFIG_FILE, cfg)):
+        return
+    raise ToolkitError(f"run folder {run_dir} is not empty ({', '.join(entries[:4])}) and is not an unfinished "
+                       "run of this config; choose another --out, or pass --resume to continue the run there")
+
+
+def _same_config(path: Path, cfg: TrainConfig) -> bool:
+    """Whether ``path`` is the config.json of ``cfg`` (wherever the folder now lies)."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    ours = json.loads(json.dumps(cfg.to_dict()))
+    return isinstance(saved, dict) and {**saved, "out": ""} == {**ours, "out": ""}
 
 
 def _optimizer_tensors(coder: Coder) -> dict[str, Tensor]:
@@ -344,7 +392,7 @@ class _MetricsLog:
     def __init__(self, run_dir: Path, cfg: TrainConfig, step: int):
         self.path = run_dir / METRICS_FILE
         if self.path.exists():  # a resumed run: drop records written after its checkpoint
-            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            kept = [line for line in self._lines() if self._step_of(line) <= step]
             self.path.write_text("".join(line + "\n" for line in kept))
         self.file = self.path.open("a")
         self.wandb = None
@@ -355,6 +403,21 @@ class _MetricsLog:
                 raise ToolkitError("wandb = true needs the wandb package: pip install wandb") from err
             self.wandb = wandb.init(project=cfg.wandb_project, config=cfg.to_dict(), dir=str(run_dir),
                                     resume="allow")
+
+    def _lines(self) -> list[str]:
+        """The complete lines of the log; a line cut short by a kill (no newline) was written
+        after the checkpoint and is dropped."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ToolkitError(f"{self.path} is not a metrics log (not UTF-8 text); move it away and resume") from err
+        return text[: text.rfind("\n") + 1].splitlines()
+
+    def _step_of(self, line: str) -> int:
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, TypeError, KeyError) as err:
+            raise ToolkitError(f"{self.path} has a damaged line ({line[:40]!r}); delete that line and resume") from err
 
     def write(self, records: list[dict]) -> None:
         for record in records:
@@ -375,10 +438,13 @@ def train(cfg: TrainConfig, source: ActivationSource | None = None, resume: bool
 
     ``source`` defaults to ``cfg.acts`` (a store) or an on-the-fly harvest of ``cfg.model``.
     """
-    check_run_dir(Path(cfg.out), resume)  # before the (possibly slow) source opens
+    cfg.validate()
+    check_run_dir(Path(cfg.out), resume, cfg)  # before the (possibly slow) source opens
     if source is None:
         source = open_source(cfg.acts, cfg.model, cfg.hooks(), cfg.dataset, cfg.seed, cfg.context,
                              cfg.buffer_tokens)
+    if hasattr(source, "model"):  # harvesting on the fly: the contexts must fit the model
+        check_context(source.model, cfg.context)
     trainer = Trainer(cfg, source)
     trainer.fit(resume)
     trainer.dp.barrier()
@@ -395,6 +461,7 @@ def export(trainer: Trainer) -> dict[str, dict]:
     if cfg.eval_contexts > 0:
         try:
             model = model_for(source)
+            check_context(model, cfg.context)
             tokens = eval_contexts(model, cfg.dataset, cfg.context, cfg.eval_contexts, cfg.seed + 1)
         except ToolkitError as err:
             ce_note = f"CE loss recovered skipped: {err}"

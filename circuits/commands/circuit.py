@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 from pathlib import Path
 
 import torch
@@ -31,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--search", type=int, default=0, metavar="STEPS",
                    help="gradient search over circuits of the selected size for STEPS steps (one forward and backward "
                         "pass each) on the discovery half, before any --refine swaps (docs/circuits.md, 'Refinement')")
+    p.add_argument("--search-kicks", type=int, default=0, metavar="N",
+                   help="after the --search steps, N more rounds of as many steps, each from the best circuit so far "
+                        "with 30%% of its nodes, drawn at random, swapped for the best additions by in-context gradient")
     p.add_argument("--refine", type=int, default=0, metavar="ROUNDS",
                    help="swap nodes of the selected circuit for up to ROUNDS rounds to raise its faithfulness on the "
                         "discovery half (docs/circuits.md, 'Refinement'; 0 keeps the attribution's top nodes)")
@@ -73,7 +78,8 @@ def refine_circuit(spliced, found, held, masks, held_means, args) -> tuple[dict,
 
     start, history, swaps, searched = masks, [], 0, []
     if args.search:
-        result = gradient_search(spliced, found, masks, args.search, progress=True)
+        result = gradient_search(spliced, found, masks, args.search, progress=True, kicks=args.search_kicks,
+                                 seed=args.seed)
         masks, history, swaps = result.masks, result.metric_history, len(result.swaps)
         searched.append(f"{len(result.swaps)} by gradient search")
     if args.refine:
@@ -83,9 +89,30 @@ def refine_circuit(spliced, found, held, masks, held_means, args) -> tuple[dict,
         searched.append(f"{len(result.swaps)} by swap rounds")
     with torch.no_grad():
         before = evaluate(spliced, held, start, means=held_means)["faithfulness"]
-    return masks, {"search_steps": args.search, "rounds": args.refine, "candidates": args.refine_candidates,
+    return masks, {"search_steps": args.search, "search_kicks": args.search_kicks, "rounds": args.refine, "candidates": args.refine_candidates,
                    "swaps": swaps, "searched": ", ".join(searched), "discovery_metric": history,
                    "heldout_faithfulness_before": before}
+
+
+def _sweep_sizes(sweep: str) -> list[int]:
+    """--sweep's circuit sizes, checked before any work is done."""
+    try:
+        sizes = [int(s) for s in sweep.split(",") if s.strip()]
+    except ValueError:
+        raise ToolkitError(f"--sweep '{sweep}' is not a comma-separated list of circuit sizes") from None
+    if any(size < 1 for size in sizes):
+        raise ToolkitError(f"--sweep '{sweep}': circuit sizes must be at least 1")
+    return sizes
+
+
+def _report_dropped(found, held, given: int) -> None:
+    """One stderr line when examples were left out, with the reasons and their counts."""
+    dropped = dict(found.dropped)
+    for reason, n in held.dropped.items():
+        dropped[reason] = dropped.get(reason, 0) + n
+    if dropped:
+        reasons = "; ".join(f"{n} {reason}" for reason, n in dropped.items())
+        print(f"note: {sum(dropped.values())} of {given} examples left out ({reasons})", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,22 +123,31 @@ def run(args: argparse.Namespace) -> int:
     from circuits.edges import compute_edges
     from circuits.render import circuit_json, write_outputs
 
-    if args.search < 0:
-        raise ToolkitError(f"--search {args.search}: give a number of steps >= 0")
+    if args.search < 0 or args.search_kicks < 0:
+        raise ToolkitError(f"--search {args.search} --search-kicks {args.search_kicks}: give numbers >= 0")
+    if args.search_kicks and not args.search:
+        raise ToolkitError(f"--search-kicks {args.search_kicks} needs --search STEPS (the steps of each round)")
     if args.refine < 0 or args.refine_candidates < 1:
         raise ToolkitError(f"--refine {args.refine} --refine-candidates {args.refine_candidates}: give rounds >= 0 "
                            "and at least 1 candidate")
     if args.check_top == 1 or args.check_top < 0:
         raise ToolkitError(f"--check-top {args.check_top}: give 0 to skip, or at least 2 nodes to rank")
+    if not math.isfinite(args.value):
+        raise ToolkitError(f"--value {args.value} is not a finite number")
+    sizes = _sweep_sizes(args.sweep)
     saes = load_saes(args.saes, args.device)
-    model_name = args.model or next((s.metadata.get("model_name") for s in saes.values()
-                                     if s.metadata.get("model_name")), "")
+    names = {s.metadata.get("model_name") for s in saes.values()} - {None, ""}
+    if len(names) > 1:
+        raise ToolkitError(f"the SAEs in '{args.saes}' come from different models ({', '.join(sorted(names))}); "
+                           "a circuit splices SAEs of one model")
+    model_name = args.model or next(iter(names), "")
     if not model_name:
         raise ToolkitError("the SAEs' cfg.json names no model; pass --model")
     model = load_model(model_name, device=args.device)
     spliced = SplicedModel(model, saes)
     train, test = train_test_split(load_examples(args.dataset, args.examples, args.seed, args.split), 0.5, args.seed)
     found, held = tokenize_pairs(model, train), tokenize_pairs(model, test)
+    _report_dropped(found, held, len(train) + len(test))
     if args.per_position:  # per-position nodes need one width for discovery and evaluation
         width = max(found.clean.shape[1], held.clean.shape[1])
         found, held = tokenize_pairs(model, train, width), tokenize_pairs(model, test, width)
@@ -125,7 +161,6 @@ def run(args: argparse.Namespace) -> int:
                                                      threshold=args.edge_threshold)
     with torch.no_grad():
         scores = evaluate(spliced, held, masks, means=held_means)
-        sizes = [int(s) for s in args.sweep.split(",") if s.strip()]
         curve = faithfulness_curve(spliced, held, attribution.scores, sizes, means=held_means) if sizes else []
     meta = {"model": model_name, "dataset": args.dataset, "method": args.method, "steps": args.steps,
             "baseline": args.baseline, "per_position": args.per_position, "threshold": args.threshold,

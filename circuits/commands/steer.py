@@ -4,6 +4,7 @@ effect on held-out CE/KL (and a target token's probability) against random contr
 from __future__ import annotations
 
 import argparse
+import math
 
 import torch
 
@@ -43,9 +44,14 @@ def _positions(spec: str, length: int, model=None, prompt: str | None = None):
         from circuits.contrastive import positions_from
         return positions_from(model, prompt, spec[len("from:"):])
     try:
-        return [int(i) for i in spec.split(",")]
+        positions = [int(i) for i in spec.split(",")]
     except ValueError:
         raise ToolkitError(f"--positions '{spec}' is not 'all', 'last', 'from:TEXT' or comma-separated integers") from None
+    outside = [p for p in positions if not -length <= p < length]
+    if outside:
+        raise ToolkitError(f"--positions {','.join(map(str, outside))} is outside the prompt's {length} tokens "
+                           f"(give 0..{length - 1}, or negative from the end)")
+    return positions
 
 
 def _edits(saes, features, args, length, model=None, prompt: str | None = None) -> list[Steering]:
@@ -64,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
     from activations.models import load_model
     from sae.data import eval_contexts
     from sae.io import load_sae
+    if not math.isfinite(args.scale):
+        raise ToolkitError(f"--scale {args.scale} is not a finite number")
+    if args.controls < 1:
+        raise ToolkitError(f"--controls {args.controls}: give at least 1 random-direction control")
     if len(args.sae) != len(args.feature):
         raise ToolkitError(f"give one --feature per --sae ({len(args.sae)} SAEs, {len(args.feature)} features)")
     saes = [load_sae(d, args.device) for d in args.sae]
@@ -81,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
         if model.hook_width(sae.cfg.hook) != sae.d_in:
             raise ToolkitError(f"the SAE on {sae.cfg.hook} has d_in {sae.d_in} but {model_name} has width "
                                f"{model.hook_width(sae.cfg.hook)} there; it belongs to another model")
+    target = model.tokenizer.encode(args.target) if args.target else None
+    if target is not None and len(target) != 1:
+        raise ToolkitError(f"--target {args.target!r} is {len(target)} tokens for {model_name}'s tokenizer; give one "
+                           "token (often with its leading space, as in ' Paris')")
+    for prompt in args.prompt:  # positions first: a bad --positions stops before anything is printed
+        _positions(args.positions, model.to_tokens([prompt]).shape[1], model, prompt)
     gen = torch.Generator().manual_seed(0)
     for prompt in args.prompt:
         length = model.to_tokens([prompt]).shape[1]
@@ -92,7 +108,6 @@ def run(args: argparse.Namespace) -> int:
         with intervene(model, [e.control(gen) for e in edits]):
             print(f"  random:  {generate(model, prompt, args.max_new_tokens)!r}")
         if args.target:
-            target = model.tokenizer.encode(args.target)[:1]
             report = measure(model, edits, model.to_tokens([prompt]), {"p_target": target_prob(torch.tensor(target))},
                              args.controls)
             _print_metrics("", report)

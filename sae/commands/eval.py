@@ -8,7 +8,8 @@ from pathlib import Path
 
 from activations.errors import ToolkitError
 from sae.commands.harvest import parse_count
-from sae.data import eval_contexts, model_for, open_source
+from sae.config import NON_NEGATIVE, POSITIVE, UNIT, check_number
+from sae.data import check_context, check_source_model, eval_contexts, model_for, open_source
 from sae.evaluate import format_table, reconstruction_scores, splice_scores
 from sae.io import load_sae
 from sae.trainer import resolve_device
@@ -32,16 +33,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default="", help="also write the scores to this JSON file")
 
 
+_NUMBERS = {"tokens": POSITIVE, "batch_size": POSITIVE, "contexts": NON_NEGATIVE,
+            "context": (lambda v: v >= 2, "at least 2"), "dense_threshold": UNIT}
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    for name, rule in _NUMBERS.items():
+        flag = "--" + name.replace("_", "-")
+        check_number(flag, getattr(args, name), rule, f"pass another {flag}")
+
+
+def _model_of(saes: dict, asked: str) -> str:
+    """The model the SAEs were trained on ('' when their cfg.json names none); refuses SAEs of
+    several models and a --model other than theirs."""
+    models = sorted({sae.metadata.get("model_name") for sae in saes.values()} - {None, ""})
+    if len(models) > 1:
+        raise ToolkitError(f"the SAEs come from different models ({', '.join(models)}); evaluate each "
+                           "model's SAEs in a separate run")
+    if asked and models and asked != models[0]:
+        raise ToolkitError(f"--model {asked} is not the model the SAEs were trained on ({models[0]}); "
+                           f"drop --model or pass --model {models[0]}")
+    return asked or (models[0] if models else "")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_numbers(args)
     device = resolve_device(args.device)
     saes = {str(Path(d)): load_sae(d, device) for d in args.sae_dirs}
-    models = {sae.metadata.get("model_name") for sae in saes.values()}
-    model_name = args.model or next(iter(models))
+    model_name = _model_of(saes, args.model)
     if not args.acts and not model_name:
         raise ToolkitError("the SAE's cfg.json names no model; pass --model or --acts")
     hooks = list(dict.fromkeys(h for sae in saes.values() for h in (sae.cfg.hook, sae.cfg.output_hook)))
     source = open_source(args.acts, model_name, hooks, args.dataset, args.seed, args.context)
+    if model_name:
+        check_source_model(source, model_name)
     model = model_for(source, args.model) if args.contexts > 0 else None
+    if model is not None or not args.acts:  # splicing, or harvesting on the fly: contexts must fit
+        check_context(model or source.model, args.context)
     tokens = eval_contexts(model, args.dataset, args.context, args.contexts, args.seed) if model else None
     windows = reconstruction_scores(list(saes.values()), source, args.tokens, args.batch_size, args.seed,
                                     args.dense_threshold)

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from activations.data import EMBEDDED
-from activations.harvest import HarvestConfig, harvest
+from activations.harvest import MAX_TOKENS, HarvestConfig, harvest
 
 NAME = "harvest"
 HELP = "harvest activations of one or more hooks into an on-disk store"
 
 
 def parse_count(text: str) -> int:
-    """'2M' -> 2_000_000, '500k' -> 500_000, '1e6' -> 1_000_000."""
+    """'2M' -> 2_000_000, '500k' -> 500_000, '1e6' -> 1_000_000; refuses inf, NaN and counts above 10^12."""
     text = text.strip().lower().replace("_", "")
     scale = {"k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}.get(text[-1:], 1)
     try:
-        return int(float(text[:-1] if scale > 1 else text) * scale)
+        value = float(text[:-1] if scale > 1 else text) * scale
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a count like 2M, 500k or 100000") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a count like 2M, 500k or 100000")
+    if abs(value) > MAX_TOKENS:
+        raise argparse.ArgumentTypeError(f"'{text}' is more than {MAX_TOKENS:,} tokens; "
+                                         "pass a count like 2M, 500k or 100000")
+    return int(value)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from activations.errors import ToolkitError
 from sae.commands.harvest import parse_count
-from sae.config import load_config
+from sae.config import TrainConfig, load_config
 from sae.evaluate import format_table
 from sae.trainer import train
 
@@ -70,6 +70,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
 
 
+def _run_config(run_dir: Path) -> TrainConfig:
+    """The config of the run in ``run_dir``, to resume it there (even if it was moved)."""
+    if not run_dir.is_dir():
+        raise ToolkitError(f"run folder {run_dir} does not exist; check --out, or start the run without --resume")
+    if not (run_dir / "config.json").is_file():
+        raise ToolkitError(f"{run_dir} holds no config.json, so it is not a run folder; check --out")
+    cfg = load_config(run_dir / "config.json")
+    cfg.out = str(run_dir)
+    return cfg
+
+
 def run(args: argparse.Namespace) -> int:
     overrides = {fld: getattr(args, fld) for _, fld, *_ in _FLAGS if getattr(args, fld) is not None}
     overrides.update(dict(args.settings))
@@ -80,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             raise ToolkitError("--resume needs --out RUN_FOLDER")
         if args.config or len(overrides) > 1:
             raise ToolkitError("with --resume the run's own config.json is used; pass only --out")
-        cfg = load_config(Path(overrides["out"]) / "config.json")
+        cfg = _run_config(Path(overrides["out"]))
     else:
         cfg = load_config(args.config, overrides)
     results = train(cfg, resume=args.resume)

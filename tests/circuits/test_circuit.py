@@ -93,6 +93,32 @@ def test_gradient_search_keeps_the_size_and_returns_the_best_circuit_it_ran(mode
         gradient_search(spliced, batch, {h: torch.ones_like(m) for h, m in start.items()})
 
 
+def test_kicks_restart_from_the_best_circuit_and_never_lose_it(model, spliced):
+    """A kick swaps a random share of the best circuit's nodes for the non-members with the
+    largest in-context gradient there. The first round is the plain search, and the rounds
+    after it only add better circuits to the history."""
+    from circuits.refine import _kicked
+    best = torch.tensor([True, True, True, True, False, False, False, False])
+    grad = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.1, 0.9, -1.0, 0.5])
+    moved = _kicked(best, grad, 2, torch.Generator().manual_seed(0))
+    assert int(moved.sum()) == 4 and moved[[5, 7]].all() and not moved[[4, 6]].any()
+    assert int((best & ~moved).sum()) == 2
+    batch = tokenize_pairs(model, load_examples("sva_pp", 24, seed=3))
+    start = select_nodes(attribute(spliced, batch, "atp").scores, "topk", 30)
+    plain = gradient_search(spliced, batch, start, steps=6)
+    kicked = gradient_search(spliced, batch, start, steps=6, kicks=3)
+    print("history without kicks", [round(m, 3) for m in plain.metric_history], "with 3 kicks",
+          [round(m, 3) for m in kicked.metric_history])
+    assert kicked.metric_history[:len(plain.metric_history)] == pytest.approx(plain.metric_history, abs=1e-6)
+    assert len(kicked.metric_history) > len(plain.metric_history), "no round after a kick found a better circuit"
+    assert all(b > a for a, b in zip(kicked.metric_history, kicked.metric_history[1:]))
+    assert count(kicked.masks) == 30
+    means = mean_values(spliced, batch)
+    assert ablated_metric(spliced, batch, kicked.masks, means) == pytest.approx(kicked.metric_history[-1], abs=1e-5)
+    with pytest.raises(ToolkitError, match="kick_share"):
+        gradient_search(spliced, batch, start, kicks=1, kick_share=1.5)
+
+
 def test_gradient_search_brings_the_metric_to_the_full_model_and_not_past_it(model, spliced):
     """The searches maximise m folded at m(M). With 300 nodes of 24 prompts the full model's
     metric is within reach, and maximising m itself overshoots it (faithfulness 1.038 in 25

@@ -121,7 +121,11 @@ def test_svg_needs_graphviz(monkeypatch, tmp_path):
                                          (["--dataset", "ioi", "--threshold", "relative", "--value", "3"], "out of range"),
                                          (["--dataset", "ioi", "--check-top", "1"], "--check-top 1"),
                                          (["--dataset", "ioi", "--refine", "-1"], "--refine -1"),
-                                         (["--dataset", "ioi", "--search", "-2"], "--search -2")])
+                                         (["--dataset", "ioi", "--search", "-2"], "--search -2"),
+                                         (["--dataset", "ioi", "--search-kicks", "2"], "needs --search"),
+                                         (["--dataset", "ioi", "--value", "nan"], "not a finite number"),
+                                         (["--dataset", "ioi", "--sweep", "10,abc"], "comma-separated"),
+                                         (["--dataset", "ioi", "--sweep", "-5"], "at least 1")])
 def test_bad_arguments_are_one_line_errors(run_dir, tmp_path, capsys, args, words):
     code = main(["circuit", "--saes", str(run_dir), "--out", str(tmp_path), "--method", "atp", "--examples", "8", *args])
     err = capsys.readouterr().err.strip()
@@ -131,3 +135,49 @@ def test_bad_arguments_are_one_line_errors(run_dir, tmp_path, capsys, args, word
 def test_missing_sae_folder_is_an_error(tmp_path, capsys):
     assert main(["circuit", "--dataset", "ioi", "--saes", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_saes_of_two_models_are_refused(run_dir, tmp_path, capsys):
+    mixed = tmp_path / "mixed"
+    for i, folder in enumerate(sorted(p for p in run_dir.iterdir() if (p / "cfg.json").is_file())[:2]):
+        shutil.copytree(folder, mixed / folder.name)
+        if i:
+            cfg = json.loads((mixed / folder.name / "cfg.json").read_text())
+            cfg.setdefault("metadata", {})["model_name"] = "gpt2"
+            (mixed / folder.name / "cfg.json").write_text(json.dumps(cfg))
+    assert main(["circuit", "--dataset", "ioi", "--saes", str(mixed), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "different models" in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_left_out_examples_are_reported(run_dir, tmp_path, capsys):
+    """Examples whose answer is not one token are dropped, and the run says how many and why."""
+    from circuits.datasets import load_examples
+    good = load_examples("sva_pp", 8, seed=5)
+    bad = [{**e, "clean_answer": " are definitely"} for e in load_examples("sva_pp", 3, seed=6)]
+    assert not {e["clean_prefix"] for e in good} & {e["clean_prefix"] for e in bad}
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps(good + bad))
+    assert main(["circuit", "--dataset", str(data), "--saes", str(run_dir), "--out", str(tmp_path / "o"),
+                 "--method", "atp", "--no-edges", "--sweep", "", "--value", "5"]) == 0
+    err = capsys.readouterr().err
+    assert "note: 3 of 11 examples left out (3 an answer is not one token)" in err
+
+
+def test_outputs_are_written_together_or_not_at_all(tmp_path, monkeypatch):
+    """A failure while writing the page leaves the earlier circuit.json whole and no partial file."""
+    from circuits import render
+    doc = {"meta": {}, "nodes": [], "edges": []}
+    monkeypatch.setattr(render.shutil, "which", lambda name: None)
+    render.write_outputs(doc, tmp_path)
+    before = (tmp_path / "circuit.json").read_bytes()
+
+    def broken(doc, path):
+        path.write_text("<html>half")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(render, "write_html", broken)
+    with pytest.raises(OSError):
+        render.write_outputs({"meta": {"dataset": "new"}, "nodes": [], "edges": []}, tmp_path)
+    assert (tmp_path / "circuit.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["circuit.html", "circuit.json"]

@@ -203,3 +203,10 @@ def test_sae_steer_prints_generations_and_metrics_and_refuses_bad_input(tmp_path
     assert main([*args[:4], "9999", *args[5:]]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: feature 9999 is out of range") and "\n" not in err
+    for bad, words in ((["--target", " went to the store"], "give one token"), (["--positions", "999"], "outside"),
+                       (["--scale", "nan"], "not a finite number"), (["--controls", "0"], "at least 1")):
+        assert main([*args, *bad]) == 2
+        captured = capsys.readouterr()
+        err = captured.err.strip()
+        assert err.startswith("error: ") and words in err and "\n" not in err, err
+        assert captured.out == "", "a bad argument must stop the run before it prints anything"

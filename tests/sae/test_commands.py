@@ -1,6 +1,7 @@
 """``sae train`` and ``sae eval`` end to end on a store harvested from a toy GPT-2."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -76,17 +77,34 @@ def test_transcoder_with_skip_from_the_command_line(store, tmp_path):
     (["--set", "lrr=0.1"], "unknown config field 'lrr'; valid fields:"),
     (["--set", "d_in=100"], "d_in = 100 in the config does not match the width 64"),
     (["--hook", "blocks.1.hook_resid_post"], "the activations have no hook blocks.1.hook_resid_post"),
-    (["--resume"], "nothing to resume"),
+    (["--tokens", "0"], "config field 'tokens' must be positive, got 0; change it in the config or with --set"),
+    (["--batch-size", "-4"], "'batch_size' must be positive, got -4"),
+    (["--lr", "-1"], "'lr' must be 0 or more, got -1.0"),
+    (["--lr", "nan"], "'lr' must be 0 or more, got nan"),
+    (["--set", "beta1=1"], "'beta1' must be at least 0 and below 1, got 1.0"),
+    (["--set", "beta2=-0.5"], "'beta2' must be at least 0 and below 1"),
+    (["--set", "log_every=0"], "'log_every' must be positive"),
+    (["--set", "expansion_factor=0"], "'expansion_factor' must be positive"),
+    (["--d-sae", "-4"], "'d_sae' must be 0 or more"),
+    (["--set", "eval_tokens=0"], "'eval_tokens' must be positive"),
+    (["--set", "threshold_momentum=1"], "'threshold_momentum' must be at least 0 and below 1"),
+    (["--target-l0", "-1"], "'target_l0' must be 0 or more"),
+    (["--set", "warmup_steps=-1"], "'warmup_steps' must be 0 or more"),
+    (["--set", "decay_fraction=1.5"], "'decay_fraction' must be between 0 and 1"),
+    (["--set", "dead_window=0"], "'dead_window' must be positive"),
+    (["--set", "checkpoint_every=-1"], "'checkpoint_every' must be 0 or more"),
+    (["--set", "auxk_k=-1"], "'auxk_k' must be 0 or more"),
+    (["--set", "grad_clip=inf"], "'grad_clip' must be 0 or more, got inf"),
+    (["--set", 'matryoshka_prefixes=["a", 128]'], "matryoshka_prefixes ['a', 128] must be positive whole numbers"),
+    (["--set", "matryoshka_prefixes=[1.5, 128]"], "matryoshka_prefixes [1.5, 128] must be positive whole numbers"),
+    (["--acts", "", "--model", "{toy}", "--set", "context=100"], "context = 100 is longer than model"),
 ])
-def test_bad_input_is_one_clear_line(store, tmp_path, capsys, flags, message):
+def test_bad_input_is_one_clear_line(store, toy_gpt2_dir, tmp_path, capsys, flags, message):
+    flags = [flag.format(toy=toy_gpt2_dir) for flag in flags]
     args = ["train", "--acts", store, "--out", str(tmp_path / "bad"), "--hook", HOOKS[0], *SMALL_RUN, *flags]
-    if "--resume" in flags:
-        args = ["train", "--out", str(tmp_path / "bad"), "--resume"]
-        Path(tmp_path / "bad").mkdir()
-        (tmp_path / "bad" / "config.json").write_text("{}")
     assert main(args) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+    one_error_line(capsys, message)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_resume_reads_the_runs_own_config(sae_run, capsys):
@@ -102,7 +120,122 @@ def test_resume_reads_the_runs_own_config(sae_run, capsys):
 def test_eval_refuses_activations_of_another_width(store, tmp_path, capsys):
     saelens_folder(tmp_path / "sae", "standard")  # d_in 16, hook blocks.3.hook_resid_pre
     cfg = json.loads((tmp_path / "sae" / "cfg.json").read_text())
-    cfg["metadata"]["hook_name"] = HOOKS[0]
+    cfg["metadata"].update(hook_name=HOOKS[0], model_name=None)  # a model mismatch would be refused first
     (tmp_path / "sae" / "cfg.json").write_text(json.dumps(cfg))
     assert main(["eval", str(tmp_path / "sae"), "--acts", store, "--contexts", "0"]) == 2
     assert "expects width 16 at blocks.0.hook_resid_post but the activations have 64" in capsys.readouterr().err
+
+
+def one_error_line(capsys, message: str) -> None:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def copy_run(run: Path, to: Path, drop: tuple[str, ...] = ()) -> Path:
+    shutil.copytree(run, to, ignore=shutil.ignore_patterns(*drop))
+    return to
+
+
+def checkpoint_of(run: Path) -> Path:
+    return next((run / "checkpoints").glob("step-*"))
+
+
+def own_project(folder: Path) -> None:
+    """Replace ``folder`` with a user's own files named like a run's."""
+    shutil.rmtree(folder)
+    folder.mkdir()
+    for name in ("config.json", "metrics.jsonl", "eval.json"):
+        (folder / name).write_text('{"mine": 1}\n')
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda run: own_project(run), "is not an unfinished run of this config"),
+    (lambda run: shutil.rmtree(run / "checkpoints"), "is not an unfinished run of this config"),
+    (lambda run: (checkpoint_of(run) / "trainer.json").write_text(""), "trainer.json is missing or damaged"),
+    (lambda run: (checkpoint_of(run) / "rng.safetensors").unlink(), "rng.safetensors is missing or damaged"),
+    (lambda run: [p.unlink() for p in checkpoint_of(run).iterdir()], "trainer.json is missing or damaged"),
+    (lambda run: (run / "metrics.jsonl").write_text("garbage\n"), "metrics.jsonl has a damaged line"),
+    (lambda run: [p.write_bytes(p.read_bytes()[:100]) for p in checkpoint_of(run).glob("*k4.safetensors")],
+     "topk-d128-k4.safetensors is missing or damaged"),
+])
+def test_train_keeps_foreign_and_damaged_run_folders(sae_run, store, tmp_path, capsys, damage, message):
+    run = copy_run(sae_run[0], tmp_path / "run")
+    damage(run)
+    resume = "damaged" in message
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    args = ["--resume"] if resume else ["--acts", store, "--hook", HOOKS[0], "--k", "4,8", *SMALL_RUN]
+    assert main(["train", "--out", str(run), *args]) == 2
+    one_error_line(capsys, message)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_an_unfinished_run_of_the_same_config_starts_over(sae_run, store, tmp_path):
+    run = copy_run(sae_run[0], tmp_path / "run", drop=("checkpoints", "saes", "eval.json"))
+    assert main(["train", "--out", str(run), "--acts", store, "--hook", HOOKS[0], "--k", "4,8", *SMALL_RUN]) == 0
+    assert (run / "eval.json").exists()
+
+
+def test_resume_writes_into_the_given_folder(sae_run, tmp_path, capsys):
+    original = sae_run[0] / "eval.json"
+    stamp = original.stat().st_mtime_ns
+    run = copy_run(sae_run[0], tmp_path / "moved", drop=("eval.json",))
+    assert main(["train", "--out", str(run), "--resume"]) == 0
+    assert f"run folder: {run}" in capsys.readouterr().out
+    assert (run / "eval.json").exists() and original.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("prepare, message", [
+    (lambda out: None, "does not exist; check --out, or start the run without --resume"),
+    (lambda out: out.mkdir(), "holds no config.json, so it is not a run folder"),
+    (lambda out: (out.mkdir(), (out / "config.json").write_text("{}")), "nothing to resume"),
+])
+def test_resume_needs_a_run_folder(tmp_path, capsys, prepare, message):
+    prepare(tmp_path / "run")
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume"]) == 2
+    one_error_line(capsys, message)
+
+
+@pytest.mark.parametrize("verb, message", [
+    (["train", "--out", "{file}/run", "--acts", "{store}", "--hook", HOOKS[0], *SMALL_RUN],
+     "error: Not a directory: '{file}/run'"),
+    (["train", "--out", "{file}", "--acts", "{store}", "--hook", HOOKS[0], *SMALL_RUN],
+     "run folder {file} is a file; choose another --out"),
+    (["eval", "{sae}", "--acts", "{store}", "--contexts", "0", "--tokens", "1024", "--json", "{tmp}/no/x.json"],
+     "error: No such file or directory: '{tmp}/no/x.json'"),
+])
+def test_file_system_errors_are_one_line(sae_run, store, tmp_path, capsys, verb, message):
+    (tmp_path / "afile").write_text("mine")
+    names = {"file": str(tmp_path / "afile"), "store": store, "tmp": str(tmp_path),
+             "sae": str(next((sae_run[0] / "saes").iterdir()))}
+    assert main([arg.format(**names) for arg in verb]) == 2
+    one_error_line(capsys, message.format(**names))
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def with_model(sae_dir: Path, to: Path, model: str) -> str:
+    shutil.copytree(sae_dir, to)
+    cfg = json.loads((to / "cfg.json").read_text())
+    cfg["metadata"]["model_name"] = model
+    (to / "cfg.json").write_text(json.dumps(cfg))
+    return str(to)
+
+
+@pytest.mark.parametrize("models, flags, message", [
+    (["gpt2"], [], "was harvested from model"),
+    (["gpt2", None], [], "the SAEs come from different models"),
+    ([None], ["--model", "gpt2"], "--model gpt2 is not the model the SAEs were trained on"),
+    ([None], ["--tokens", "-5"], "--tokens must be positive, got -5"),
+    ([None], ["--batch-size", "-1"], "--batch-size must be positive, got -1"),
+    ([None], ["--batch-size", "0"], "--batch-size must be positive, got 0"),
+    ([None], ["--dense-threshold", "nan"], "--dense-threshold must be between 0 and 1, got nan"),
+    ([None], ["--contexts", "1", "--context", "100"], "context = 100 is longer than model"),
+])
+def test_eval_refuses_other_models_and_bad_numbers(sae_run, store, tmp_path, capsys, models, flags, message):
+    """SAEs of another model than the store's, of several models, or a --model other than
+    theirs; or a number no evaluation can use. Models None: the SAE's own."""
+    sae_dir = next((sae_run[0] / "saes").iterdir())
+    own = json.loads((sae_dir / "cfg.json").read_text())["metadata"]["model_name"]
+    dirs = [with_model(sae_dir, tmp_path / f"sae{i}", model or own) for i, model in enumerate(models)]
+    assert main(["eval", *dirs, "--acts", store, "--contexts", "0", "--json", str(tmp_path / "x.json"), *flags]) == 2
+    one_error_line(capsys, message)
+    assert not (tmp_path / "x.json").exists()

@@ -3,6 +3,7 @@
 import pytest
 
 from activations.errors import ToolkitError
+from sae.cli import main
 from sae.config import SAEConfig, load_config
 
 RUN_TOML = """
@@ -112,3 +113,20 @@ def test_resolved_fills_width_lr_and_prefixes():
 def test_bad_coder_configs_are_refused(cfg, message):
     with pytest.raises(ToolkitError, match=message):
         cfg.resolved(64, 64)
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("run.toml", "sae = 5\n", "[sae] in {path} must be a table of fields, got 5"),
+    ("run.toml", "sweep = 5\n", "[sweep] in {path} must be a table of fields, got 5"),
+    ("run.toml", "coders = 5\n", "coders in {path} must be a list of [[coders]] tables, got 5"),
+    ("run.json", "[]", "the top level in {path} must be a table of fields, got []"),
+    ("run.json", "null", "the top level in {path} must be a table of fields, got None"),
+    ("run.toml", b"tokens = 5 # \xff\xfe\n", "cannot parse {path}: 'utf-8' codec can't decode"),
+])
+def test_config_files_of_the_wrong_shape_are_one_line(tmp_path, capsys, name, text, message):
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    assert main(["train", "--config", str(path), "--k", "8", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message.format(path=path) in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from activations.errors import ToolkitError
 from sae.architectures import ARCHITECTURES, StepContext, build
+from sae.cli import main
 from sae.config import SAEConfig
 from sae.io import load_log_density, load_pretrained, load_sae, save_sae
 
@@ -182,3 +183,40 @@ def test_pretrained_release_resolves_to_its_repository(tmp_path, monkeypatch):
         load_pretrained("gpt2-small-res-jb", "blocks.99.hook_resid_pre")
     with pytest.raises(ToolkitError, match="unknown SAELens release 'no-such-release'"):
         load_pretrained("no-such-release", "x")
+
+
+def _edit(**changes):
+    """A cfg.json damage: set (or, with None, drop) top-level fields."""
+    def damage(data: bytes) -> bytes:
+        cfg = {**json.loads(data), **changes}
+        return json.dumps({k: v for k, v in cfg.items() if v is not None}).encode()
+    return damage
+
+
+def _no_hook(data: bytes) -> bytes:
+    cfg = json.loads(data)
+    del cfg["metadata"]["hook_name"]
+    return json.dumps(cfg).encode()
+
+
+@pytest.mark.parametrize("file, damage, message", [
+    ("cfg.json", lambda data: data[:30], "cfg.json is not valid JSON"),
+    ("cfg.json", lambda data: b"", "cfg.json is not valid JSON"),
+    ("cfg.json", lambda data: b"[]", "cfg.json must hold a JSON object, not list"),
+    ("cfg.json", _edit(metadata="gpt2"), "cfg.json has metadata 'gpt2', which is not an object"),
+    ("cfg.json", _edit(d_in=None), "cfg.json needs 'd_in', a positive whole number, got None"),
+    ("cfg.json", _edit(k="abc"), "cfg.json needs 'k', a positive whole number, got 'abc'"),
+    ("cfg.json", _edit(k=0), "cfg.json needs 'k', a positive whole number, got 0"),
+    ("cfg.json", _edit(k=100000), "cfg.json has k = 100000, more than its d_sae = 40 latents"),
+    ("cfg.json", _edit(d_sae=-4), "cfg.json needs 'd_sae', a positive whole number, got -4"),
+    ("cfg.json", _no_hook, "cfg.json names no hook (metadata.hook_name)"),
+    ("sae_weights.safetensors", lambda data: data[:50], "sae_weights.safetensors is not a readable safetensors"),
+    ("sae_weights.safetensors", lambda data: b"", "sae_weights.safetensors is not a readable safetensors"),
+])
+def test_damaged_sae_folders_are_one_line(tmp_path, capsys, file, damage, message):
+    saelens_folder(tmp_path / "sae", "topk")
+    path = tmp_path / "sae" / file
+    path.write_bytes(damage(path.read_bytes()))
+    assert main(["eval", str(tmp_path / "sae"), "--contexts", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'sae'}/") and message in err and len(err.splitlines()) == 1, err

@@ -97,11 +97,15 @@ def test_transcoder_learns_its_output_hook(tmp_path):
     assert scores["hook_out"] == OUT_HOOK and scores["fvu"] < 0.3
 
 
-def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
-    source = CountingSource(synthetic_source(), poison_at=8)
-    with pytest.raises(ToolkitError, match="became (nan|inf) at step 8; training stopped.*last good checkpoint"):
+@pytest.mark.parametrize("poison_at, kept, checkpoints", [
+    (8, "the last good checkpoint is kept in", ["step-00000005"]),
+    (3, "no checkpoint had been written yet", []),
+])
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, poison_at, kept, checkpoints):
+    source = CountingSource(synthetic_source(), poison_at=poison_at)
+    with pytest.raises(ToolkitError, match=f"became (nan|inf) at step {poison_at}; training stopped and {kept}"):
         train(small_config(tmp_path / "run"), source)
-    assert [d.name for d in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-00000005"]
+    assert [d.name for d in (tmp_path / "run" / "checkpoints").glob("*")] == checkpoints
     assert not (tmp_path / "run" / "saes").exists()
 
 
