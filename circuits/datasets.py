@@ -70,13 +70,30 @@ def read_examples(path: str | Path) -> list[dict]:
     """Examples from a user ``.json`` (a list) or ``.jsonl`` (one object a line) file, checked."""
     path = Path(path)
     if not path.is_file():
-        raise ToolkitError(f"dataset file '{path}' does not exist")
-    text = path.read_text()
+        raise ToolkitError(f"dataset file '{path}' {'is a folder' if path.is_dir() else 'does not exist'}")
     try:
-        rows = ([json.loads(line) for line in text.splitlines() if line.strip()]
-                if path.suffix == ".jsonl" else json.loads(text))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ToolkitError(f"dataset file '{path}' is not UTF-8 text; convert it to UTF-8") from None
+    if path.suffix == ".jsonl":
+        return _checked_rows(path, [_json_line(path, number, line)
+                                    for number, line in enumerate(text.splitlines(), 1) if line.strip()])
+    try:
+        rows = json.loads(text)
     except json.JSONDecodeError as err:
         raise ToolkitError(f"dataset file '{path}' is not valid JSON: {err}") from err
+    return _checked_rows(path, rows)
+
+
+def _json_line(path: Path, number: int, line: str):
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ToolkitError(f"line {number} of dataset file '{path}' is not valid JSON: {err.msg} (column "
+                           f"{err.colno})") from None
+
+
+def _checked_rows(path: Path, rows) -> list[dict]:
     if not isinstance(rows, list) or not rows:
         raise ToolkitError(f"dataset file '{path}' must hold a non-empty list of examples")
     for i, row in enumerate(rows):

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from activations.errors import ToolkitError
@@ -101,15 +101,27 @@ def load_directions(folder: str | Path) -> Dictionary:
         raise ToolkitError(f"SAE folder {folder} does not exist")
     if not cfg_path.is_file() or not weights.is_file():
         raise ToolkitError(f"{folder} is not an SAE folder: it needs cfg.json and sae_weights.safetensors")
-    cfg = json.loads(cfg_path.read_text())
-    meta = cfg.get("metadata") or {}
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ToolkitError(f"{cfg_path} is not readable JSON ({err}); rewrite or replace the SAE folder") from None
+    meta = cfg.get("metadata") if isinstance(cfg, dict) else None
+    if not isinstance(cfg, dict) or not isinstance(meta or {}, dict):
+        raise ToolkitError(f"{cfg_path} must hold a JSON object (with a 'metadata' object); it is not an SAE config")
+    meta = meta or {}
     hook = meta.get("hook_name") or cfg.get("hook_name") or ""
     if not hook:
         raise ToolkitError(f"{cfg_path} names no hook (metadata.hook_name); flow needs to know where the SAE reads")
     if cfg.get("hook_name_out") or meta.get("hook_name_out"):
         raise ToolkitError(f"{folder} is a transcoder ({hook} -> {cfg.get('hook_name_out')}); flow needs SAEs")
-    with safe_open(str(weights), "pt") as f:
-        decoder = f.get_tensor("W_dec").float()
+    try:
+        with safe_open(str(weights), "pt") as f:
+            decoder = f.get_tensor("W_dec").float()
+    except (OSError, SafetensorError) as err:
+        raise ToolkitError(f"cannot read W_dec from {weights} ({str(err).splitlines()[0]}); the weights file is "
+                           "damaged or not an SAE's") from None
+    if decoder.dim() != 2:
+        raise ToolkitError(f"W_dec in {weights} has shape {tuple(decoder.shape)}; an SAE's is [d_sae, d_in]")
     decoder /= decoder.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return Dictionary(folder, hook, meta.get("model_name") or cfg.get("model_name"), decoder)
 

@@ -57,7 +57,8 @@ def load_saes(run_dir: str | Path, device: str = "cpu") -> dict:
     if (root / "saes").is_dir():
         root = root / "saes"
     if not root.is_dir():
-        raise ToolkitError(f"SAE folder '{run_dir}' does not exist")
+        raise ToolkitError(f"SAE folder '{run_dir}' {'is a file' if root.is_file() else 'does not exist'}; pass the "
+                           "folder of SAE folders (a `sae train` run folder, or its saes/)")
     folders = sorted(f for f in root.iterdir() if (f / "cfg.json").is_file())
     if not folders:
         raise ToolkitError(f"'{run_dir}' holds no SAE folders (subfolders with cfg.json)")

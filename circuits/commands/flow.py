@@ -68,11 +68,28 @@ def _check(args, stack, flows) -> dict:
     if not name:
         raise ToolkitError("the SAEs' cfg.json names no model; pass --model for the activation check")
     model = load_model(name, device="cpu")
+    for block in stack:
+        for d in (block.resid_in, block.attn, block.mlp, block.resid_out):
+            if model.hook_width(d.hook) != d.d_in:
+                raise ToolkitError(f"{d.folder} has d_in {d.d_in} but {name} has width {model.hook_width(d.hook)} at "
+                                   f"{d.hook}; pass the SAEs' own model with --model")
     tokens = eval_contexts(model, "tinyworld", min(128, model.dims.n_ctx), args.check_contexts, seed=1)
     return {str(b.layer): activation_agreement(model, b, f, tokens) for b, f in zip(stack, flows)}
 
 
+def _check_numbers(args) -> None:
+    """Thresholds are cosines, counts are counts: refuse anything else before reading an SAE."""
+    cosines = {"--resid-threshold": args.resid_threshold, "--module-threshold": args.module_threshold,
+               "--chain-threshold": args.chain_threshold}
+    for flag, value in cosines.items():
+        if value is not None and not -1 <= value <= 1:  # also refuses NaN
+            raise ToolkitError(f"{flag} {value}: a cosine threshold lies in [-1, 1]")
+    if args.seeds < 0 or args.check_contexts < 0:
+        raise ToolkitError(f"--seeds {args.seeds} --check-contexts {args.check_contexts}: give counts >= 0")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_numbers(args)
     default = Thresholds(args.resid_threshold, args.module_threshold)
     config = FlowConfig(default, _layer_thresholds(args.layer_threshold))
     stack, flows = feature_flow(args.sae_dirs, config)

@@ -59,7 +59,18 @@ def _json(path: Path, flag: str):
 
 def flow_neighbours(folder: Path, hook: str) -> dict[int, list[dict]]:
     """Predecessors (SAE on a resid_out hook) or successors (any other hook of a block)."""
-    blocks = _json(folder / "summary.json", "--flow").get("blocks", {})
+    summary = _json(folder / "summary.json", "--flow")
+    blocks = summary.get("blocks", {}) if isinstance(summary, dict) else None
+    if not isinstance(blocks, dict):
+        raise ToolkitError(f"--flow: '{folder / 'summary.json'}' holds no 'blocks' object; rerun `sae flow`")
+    try:
+        return _flow_rows(folder, blocks, hook)
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
+        raise ToolkitError(f"--flow: '{folder / 'flow.csv'}' is damaged ({type(err).__name__}: {err}); "
+                           "rerun `sae flow`") from None
+
+
+def _flow_rows(folder: Path, blocks: dict, hook: str) -> dict[int, list[dict]]:
     out: dict[int, list[dict]] = {}
     with open(folder / "flow.csv", newline="") as f:
         for row in csv.DictReader(f):
@@ -85,9 +96,16 @@ def flow_neighbours(folder: Path, hook: str) -> dict[int, list[dict]]:
 def circuit_members(doc: dict, folder_name: str, hook: str) -> dict[int, list[dict]]:
     """The nodes of a parsed ``circuit.json`` on ``hook``, by feature (error nodes are not
     features); the circuit is named after its dataset, else its folder."""
-    name = Path(str(doc.get("meta", {}).get("dataset") or folder_name)).stem
-    nodes = [n for n in doc.get("nodes", []) if n.get("hook") == hook and n.get("feature") is not None]
-    ranks = {n["id"]: i + 1 for i, n in enumerate(doc.get("nodes", []))}
+    listed = doc.get("nodes", [])
+    if not isinstance(listed, list) or not all(isinstance(n, dict) and "id" in n for n in listed):
+        raise ToolkitError(f"--circuits: the circuit of '{folder_name}' has nodes that are not objects with an 'id'; "
+                           "pass a circuit.json written by `sae circuit`")
+    meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
+    name = Path(str(meta.get("dataset") or folder_name)).stem
+    nodes = [n for n in listed if n.get("hook") == hook and n.get("feature") is not None]
+    if not all(isinstance(n["feature"], int) for n in nodes):
+        raise ToolkitError(f"--circuits: the circuit of '{folder_name}' has a node whose 'feature' is not an integer")
+    ranks = {n["id"]: i + 1 for i, n in enumerate(listed)}
     out: dict[int, list[dict]] = {}
     for n in nodes:
         out.setdefault(int(n["feature"]), []).append(

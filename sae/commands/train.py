@@ -94,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
         cfg = _run_config(Path(overrides["out"]))
     else:
         cfg = load_config(args.config, overrides)
+        if cfg.acts and "model" in overrides:  # --model beside --acts must name the store's model
+            from activations.store import ActivationStore
+            ActivationStore(cfg.acts).check_model(cfg.model)
     results = train(cfg, resume=args.resume)
     print(f"run folder: {cfg.out}")
     print(format_table(results))

@@ -69,12 +69,16 @@ def test_user_json_and_jsonl_give_the_same_batch(model, tmp_path):
     assert torch.equal(a.clean, tokenize_pairs(model, examples).clean)
 
 
-@pytest.mark.parametrize("text, words", [("{]", "not valid JSON"), ("[]", "non-empty list"),
-                                         ('[{"clean_prefix": "a"}]', "clean_answer")])
-def test_bad_user_dataset_is_one_line_error(tmp_path, text, words):
-    (tmp_path / "bad.json").write_text(text)
+@pytest.mark.parametrize("name, text, words", [("bad.json", "{]", "not valid JSON"),
+                                               ("bad.json", "[]", "non-empty list"),
+                                               ("bad.json", '[{"clean_prefix": "a"}]', "clean_answer"),
+                                               ("bad.jsonl", '{"a": 1}\n\n{oops\n', "line 3 of"),
+                                               ("bad.json", b"\xff\xfe[", "not UTF-8")])
+def test_bad_user_dataset_is_one_line_error(tmp_path, name, text, words):
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(ToolkitError, match=words) as err:
-        read_examples(tmp_path / "bad.json")
+        read_examples(path)
     assert "\n" not in str(err.value)
 
 

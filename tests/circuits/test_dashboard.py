@@ -208,3 +208,22 @@ def test_existing_dashboard_needs_overwrite_and_tokens_limit(setup, tmp_path):
                  "--overwrite", "--no-progress"]) == 0
     assert json.loads((out / "dashboard.json").read_text())["features"] == [5]
     assert _record(out, 5)["n_tokens"] == 1500 and not (out / "data" / "4.json").exists()
+
+
+@pytest.mark.parametrize("files, words", [
+    ({"summary.json": "[]", "flow.csv": "layer,hook\n"}, "no 'blocks' object"),
+    ({"summary.json": '{"blocks": {}}', "flow.csv": "hook,feature\nx,1\n"}, "flow.csv' is damaged"),
+    ({"summary.json": '{"blocks": {"0": {}}}', "flow.csv": "layer,hook,feature\n0,h,abc\n"}, "flow.csv' is damaged"),
+    ({"circuit.json": '{"meta": {}, "nodes": [3]}'}, "not objects with an 'id'"),
+    ({"circuit.json": '{"meta": {}, "nodes": [{"id": "a", "hook": "h", "feature": "abc"}]}'}, "not an integer"),
+])
+def test_malformed_flow_and_circuit_inputs_are_one_line(tmp_path, files, words):
+    """--flow and --circuits read other commands' outputs: a damaged one is named, in one line."""
+    from activations.errors import ToolkitError
+    from circuits.dashboard.neighbours import read_neighbours
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    flag = "--circuits" if "circuit.json" in files else "--flow"
+    with pytest.raises(ToolkitError, match=words) as err:
+        read_neighbours(tmp_path, flag, "h")
+    assert "\n" not in str(err.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -105,6 +106,25 @@ def test_guards_name_the_offending_sae(tmp_path):
         feature_flow(folders[:3])
     with pytest.raises(ToolkitError, match="both cover"):
         stack_layers([load_directions(f) for f in [*folders, folders[2]]])
+
+
+def test_damaged_sae_folders_and_bad_numbers_are_one_line(tmp_path, capsys):
+    """A damaged cfg.json or weights file names the file; thresholds outside [-1, 1] (NaN
+    included) and negative counts are refused before any SAE is read, and nothing is written."""
+    from sae.cli import main
+    folders = _planted(tmp_path)
+    for name, damage in (("cfg.json", b"{not json"), ("cfg.json", b"[]"), ("sae_weights.safetensors", b"abc")):
+        bad = tmp_path / f"bad-{len(damage)}"
+        shutil.copytree(folders[2], bad)
+        (bad / name).write_bytes(damage)
+        with pytest.raises(ToolkitError, match=name) as err:
+            load_directions(bad)
+        assert "\n" not in str(err.value)
+    for flags in (["--resid-threshold", "nan"], ["--module-threshold", "1.5"], ["--seeds", "-1"]):
+        assert main(["flow", *map(str, folders), "--out", str(tmp_path / "out"), *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and flags[0] in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
 
 
 def _chain(tmp_path, n_layers=3):

@@ -98,6 +98,7 @@ def test_transcoder_with_skip_from_the_command_line(store, tmp_path):
     (["--set", 'matryoshka_prefixes=["a", 128]'], "matryoshka_prefixes ['a', 128] must be positive whole numbers"),
     (["--set", "matryoshka_prefixes=[1.5, 128]"], "matryoshka_prefixes [1.5, 128] must be positive whole numbers"),
     (["--acts", "", "--model", "{toy}", "--set", "context=100"], "context = 100 is longer than model"),
+    (["--model", "gpt2"], "was harvested from model"),
 ])
 def test_bad_input_is_one_clear_line(store, toy_gpt2_dir, tmp_path, capsys, flags, message):
     flags = [flag.format(toy=toy_gpt2_dir) for flag in flags]
