@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -90,9 +91,9 @@ def refine_circuit(spliced, found, held, masks, held_means, args) -> tuple[dict,
         searched.append(f"{len(result.swaps)} by swap rounds")
     with torch.no_grad():
         before = evaluate(spliced, held, start, means=held_means)["faithfulness"]
-    return masks, {"search_steps": args.search, "search_kicks": args.search_kicks, "rounds": args.refine, "candidates": args.refine_candidates,
-                   "swaps": swaps, "searched": ", ".join(searched), "discovery_metric": history,
-                   "heldout_faithfulness_before": before}
+    return masks, {"search_steps": args.search, "search_kicks": args.search_kicks, "rounds": args.refine,
+                   "candidates": args.refine_candidates, "swaps": swaps, "searched": ", ".join(searched),
+                   "discovery_metric": history, "heldout_faithfulness_before": before}
 
 
 def _sweep_sizes(sweep: str) -> list[int]:
@@ -108,9 +109,7 @@ def _sweep_sizes(sweep: str) -> list[int]:
 
 def _report_dropped(found, held, given: int) -> None:
     """One stderr line when examples were left out, with the reasons and their counts."""
-    dropped = dict(found.dropped)
-    for reason, n in held.dropped.items():
-        dropped[reason] = dropped.get(reason, 0) + n
+    dropped = Counter(found.dropped) + Counter(held.dropped)
     if dropped:
         reasons = "; ".join(f"{n} {reason}" for reason, n in dropped.items())
         print(f"note: {sum(dropped.values())} of {given} examples left out ({reasons})", file=sys.stderr)

@@ -95,12 +95,11 @@ def run(args: argparse.Namespace) -> int:
     if target is not None and len(target) != 1:
         raise ToolkitError(f"--target {args.target!r} is {len(target)} tokens for {model_name}'s tokenizer; give one "
                            "token (often with its leading space, as in ' Paris')")
-    for prompt in args.prompt:  # positions first: a bad --positions stops before anything is printed
-        _positions(args.positions, model.to_tokens([prompt]).shape[1], model, prompt)
+    # every prompt's edits first, so that a bad --positions stops the run before anything is printed
+    edits_per_prompt = [_edits(saes, args.feature, args, model.to_tokens([prompt]).shape[1], model, prompt)
+                        for prompt in args.prompt]
     gen = torch.Generator().manual_seed(0)
-    for prompt in args.prompt:
-        length = model.to_tokens([prompt]).shape[1]
-        edits = _edits(saes, args.feature, args, length, model, prompt)
+    for prompt, edits in zip(args.prompt, edits_per_prompt):
         print(f"prompt: {prompt!r}")
         print(f"  clean:   {generate(model, prompt, args.max_new_tokens)!r}")
         with intervene(model, edits):
