@@ -3,8 +3,9 @@
 Each verb is a module exposing ``NAME``, ``HELP``, ``add_arguments(parser)`` and
 ``run(args) -> int``. Built-in verbs live in ``sae/commands/``; other packages (``circuits``)
 add theirs through the ``sae_toolkit.commands`` entry-point group, so ``sae`` never imports
-``circuits``. A ``ToolkitError`` or an ``OSError`` (a read-only folder, a file where a
-folder should be) becomes one ``error: ...`` line and exit status 2.
+``circuits``. A ``ToolkitError``, an ``OSError`` (a read-only folder, a file where a
+folder should be) or a malformed command line (``--tokens abc``) becomes one ``error: ...``
+line and exit status 2.
 """
 
 from __future__ import annotations
@@ -28,8 +29,16 @@ def _verb_modules() -> list:
     return sorted((m for m in modules if hasattr(m, "NAME")), key=lambda m: m.NAME)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line naming the verb and where to read more,
+    not a usage block followed by the error (its sub-parsers are of this class too)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sae", description="Sparse-autoencoder interpretability toolkit.")
+    parser = OneLineParser(prog="sae", description="Sparse-autoencoder interpretability toolkit.")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     for module in _verb_modules():
         sub = verbs.add_parser(module.NAME, help=module.HELP, description=module.HELP)

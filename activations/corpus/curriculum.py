@@ -8,7 +8,9 @@ documents generated inside it (``activations.tiny.train --phases`` steps through
 levels in one run). Level 4 is the default: the stream that harvesting and every other use
 reads. Level 5 adds 18 openers and 48 actions (more verbs, none of them held out); level 6
 adds composed agreement frames across prepositional phrases; levels 7 and 8, made-up verbs in
-30% and 10% of the composed IOI actions; level 9, possessors before those frames' subjects.
+30% and 10% of the composed IOI actions; level 9, possessors before those frames' subjects;
+level 10, level 8 with a quarter of the training IOI sentences given a third name as subject
+(they end in " them"), so that the next token depends on whether the subject is a repeat.
 Held-out text never depends on the level.
 """
 
@@ -31,6 +33,7 @@ class Level:
     sva_pp_composed_share: float = 0.0
     ioi_nonce_share: float = 0.0  # of composed IOI prompts whose action has a made-up verb
     sva_pp_possessors: bool = False  # composed PP frames also open with possessors ("Anna's")
+    ioi_fresh_subject_share: float = 0.0  # of training IOI sentences whose subject is a third name
 
 
 # Levels 1-4: the corpora of the four stages that trained the stage-4 checkpoint: fixed
@@ -42,6 +45,9 @@ class Level:
 # Level 8: level 7 with made-up verbs in only 10% of the composed IOI actions (the shipped model's).
 # Level 9: level 8 with possessors ("Anna's", "The teacher's") among the composed PP frames'
 # determiners (a candidate, 2026-11-29: docs/tiny_model.md).
+# Level 10: level 8 with a third name as the subject of 25% of the training IOI sentences, which
+# end in " them" ("Kate gave a drink to them"): an experiment on whether the model then uses the
+# repeat of the subject (docs/circuits.md, "IOI"; not shipped).
 LEVELS: dict[int, Level] = {
     1: Level(0, 0, 0.0, 0.0),
     2: Level(12, 22, 0.5, 0.0),
@@ -52,6 +58,7 @@ LEVELS: dict[int, Level] = {
     7: Level(49, 116, 0.7, 0.5, 0.5, 0.3),
     8: Level(49, 116, 0.7, 0.5, 0.5, 0.1),
     9: Level(49, 116, 0.7, 0.5, 0.5, 0.1, True),
+    10: Level(49, 116, 0.7, 0.5, 0.5, 0.1, False, 0.25),
 }
 DEFAULT = 4
 _current = [DEFAULT]

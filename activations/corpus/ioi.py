@@ -193,10 +193,26 @@ def fill_template(rng: random.Random, template: str, split: str) -> tuple[str, s
     return template.format(S=s, **fill), template.format(S=io, **fill), io, s
 
 
+def fresh_subject_sentence(rng: random.Random, split: str) -> str:
+    """An IOI sentence whose subject is a third name, not one of the two introduced ("When
+    Mary and John went to the store, Kate gave a drink to them"): nobody is singled out, so
+    it ends with " them". Beside the IOI sentences, where the subject repeats a name and the
+    answer is the other name, the next token depends on whether the subject is a repeat
+    (curriculum level 10; docs/circuits.md, "IOI")."""
+    clean, _, io, s = ioi_prompt(rng, split)
+    third = rng.choice([n for n in names_for(split, "ioi") if n not in (io, s)])
+    head, _, tail = clean.rpartition(s)  # the subject's last occurrence (S2)
+    return f"{head}{third}{tail} them"
+
+
 def ioi_document(rng: random.Random, split: str) -> str:
     """One to three complete IOI sentences."""
     sentences = []
+    fresh = curriculum.current().ioi_fresh_subject_share if split == "train" else 0.0
     for _ in range(rng.choice((1, 2, 3))):
+        if fresh and rng.random() < fresh:
+            sentences.append(fresh_subject_sentence(rng, split) + rng.choice(_ENDINGS))
+            continue
         clean, _, io, _ = ioi_prompt(rng, split)
         sentences.append(f"{clean} {io}{rng.choice(_ENDINGS)}")
     return " ".join(sentences)

@@ -403,3 +403,37 @@ def test_unknown_curriculum_level_is_a_clear_error():
         with curriculum.use_level(max(curriculum.LEVELS) + 1):
             pass
     assert curriculum.current() == curriculum.LEVELS[curriculum.DEFAULT]
+
+
+def test_curriculum_level_10_gives_a_quarter_of_ioi_sentences_a_fresh_subject():
+    """Level 10's extra sentences: the subject is a name the opener did not introduce, and the
+    sentence ends in " them"; every other IOI sentence still repeats a name and ends in the
+    other one. No other level and no held-out text has them."""
+    def sentences(level: int, split: str = "train") -> list[str]:
+        rng = random.Random(11)
+        with curriculum.use_level(level):
+            docs = [ioi.ioi_document(rng, split) for _ in range(1500)]
+        return [s for doc in docs for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", doc)]
+
+    ioi_names = set(names.names_for("train", "ioi"))
+
+    def kinds(level: int, split: str = "train") -> tuple[int, int, int]:
+        repeat = fresh = 0
+        found = sentences(level, split)
+        for sentence in found:
+            words = re.findall(r"[A-Z][a-z]+", sentence)
+            mentioned = [w for w in words if w in ioi_names or w in names.names_for("heldout", "ioi")]
+            if " them" in sentence and len(set(mentioned)) == 3 and len(mentioned) == 3:
+                fresh += 1
+            elif len(mentioned) >= 3 and len(set(mentioned)) < len(mentioned):
+                repeat += 1
+        return repeat, fresh, len(found)
+
+    repeat, fresh, total = kinds(10)
+    assert 0.18 < fresh / (repeat + fresh) < 0.32, (repeat, fresh, total)
+    for level, split in ((8, "train"), (10, "heldout")):
+        assert kinds(level, split)[1] == 0
+    with curriculum.use_level(10):
+        docs = [doc for _, doc in islice(iter_tagged_documents(seed=6), 4000)]
+    for doc in docs:  # a fresh subject never spells a held-out template
+        assert not any(r.search(doc) for r in HELDOUT_REGEXES), doc

@@ -240,3 +240,17 @@ def test_eval_refuses_other_models_and_bad_numbers(sae_run, store, tmp_path, cap
     assert main(["eval", *dirs, "--acts", store, "--contexts", "0", "--json", str(tmp_path / "x.json"), *flags]) == 2
     one_error_line(capsys, message)
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--tokens", "abc"], "error: sae train: argument --tokens: 'abc' is not a count"),
+    (["bogus"], "error: sae: argument VERB: invalid choice: 'bogus'"),
+    (["eval", "--batch-size"], "error: sae eval: argument --batch-size: expected one argument"),
+])
+def test_a_malformed_command_line_is_one_line(capsys, argv, message):
+    """argparse's own errors too: one line naming the verb and its --help, no usage block."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1 and "usage:" not in err, err
