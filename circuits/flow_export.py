@@ -12,6 +12,8 @@ from typing import Callable
 
 import plotly.graph_objects as go
 
+from activations.errors import ToolkitError
+
 from circuits.flow import CLASSES, SOURCES, FlowLayer, LayerFlow
 from circuits.flow_graph import FlowGraph
 
@@ -83,6 +85,18 @@ def write_html(path: Path, figures: list[go.Figure], title: str = "Feature flow"
                     f"<body>\n<h1>{title}</h1>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
+def check_out(out: str | Path, names: tuple[str, ...], overwrite: bool, verb: str) -> None:
+    """Refuse, before any work, an ``--out`` that is a file, or that holds any of ``names`` (a
+    verb's outputs) unless ``overwrite``; other files in the folder are never touched."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ToolkitError(f"--out '{out}' is a file; give a folder for {verb}'s outputs")
+    held = [name for name in names if (out / name).exists()]
+    if held and not overwrite:
+        raise ToolkitError(f"'{out}' already holds {', '.join(held)} from an earlier {verb}; pass --overwrite "
+                           "to replace them, or choose another --out")
+
+
 def write_together(out: Path, writers: dict[str, Callable[[Path], None]]) -> dict[str, Path]:
     """Each ``writers[name](path)`` writes a temporary file in ``out``; only when all have
     succeeded do they replace ``out/name``, so a failure leaves the earlier outputs, if any,
@@ -98,6 +112,9 @@ def write_together(out: Path, writers: dict[str, Callable[[Path], None]]) -> dic
         for temp in temps.values():
             temp.unlink(missing_ok=True)
     return {name: out / name for name in writers}
+
+
+FLOW_OUTPUTS = ("flow.csv", "summary.json", "graphs.json", "flow.html")
 
 
 def write_flow(out: Path, stack: list[FlowLayer], flows: list[LayerFlow], graphs: list[FlowGraph],

@@ -148,6 +148,9 @@ def to_dot(doc: dict) -> str:
     return "\n".join(lines + ["}"]) + "\n"
 
 
+CIRCUIT_OUTPUTS = ("circuit.json", "circuit.html", "circuit.svg")
+
+
 def write_outputs(doc: dict, out: str | Path) -> list[Path]:
     """circuit.json, circuit.html, and circuit.svg when graphviz's ``dot`` is on PATH, written
     together (``write_together``: all or none)."""

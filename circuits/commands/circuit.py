@@ -48,6 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check-top", type=int, default=0, metavar="N",
                    help="patch the N top nodes exactly and report how well the estimate ranks them (0 skips)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace the circuit files already in --out")
     p.add_argument("--device", default="cpu")
 
 
@@ -121,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     from circuits.circuit import evaluate, faithfulness_curve, mean_values, select_nodes
     from circuits.datasets import load_examples, tokenize_pairs, train_test_split
     from circuits.edges import compute_edges
-    from circuits.render import circuit_json, write_outputs
+    from circuits.flow_export import check_out
+    from circuits.render import CIRCUIT_OUTPUTS, circuit_json, write_outputs
 
     if args.search < 0 or args.search_kicks < 0:
         raise ToolkitError(f"--search {args.search} --search-kicks {args.search_kicks}: give numbers >= 0")
@@ -135,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     if not math.isfinite(args.value):
         raise ToolkitError(f"--value {args.value} is not a finite number")
     sizes = _sweep_sizes(args.sweep)
+    check_out(args.out, CIRCUIT_OUTPUTS, args.overwrite, "sae circuit")
     saes = load_saes(args.saes, args.device)
     names = {s.metadata.get("model_name") for s in saes.values()} - {None, ""}
     if len(names) > 1:
@@ -171,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
     if args.check_top:
         meta["patching_check"] = check_against_patching(spliced, found, attribution, args.check_top, args.baseline)
     paths = write_outputs(circuit_json(attribution, masks, edges, meta), args.out)
+    for stale in set(CIRCUIT_OUTPUTS) - {p.name for p in paths}:  # an old circuit.svg without graphviz now
+        (Path(args.out) / stale).unlink(missing_ok=True)
     doc = json.loads(paths[0].read_text())
     print(f"{len(doc['nodes'])} nodes, {len(doc['edges'])} edges; faithfulness {scores['faithfulness']:.3f}, "
           f"completeness {scores['completeness']:.3f} on {len(held)} held-out examples")

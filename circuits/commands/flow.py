@@ -10,7 +10,7 @@ import torch
 
 from activations.errors import ToolkitError
 from circuits.flow import CLASSES, FlowConfig, Thresholds, feature_flow
-from circuits.flow_export import write_flow
+from circuits.flow_export import FLOW_OUTPUTS, check_out, write_flow
 from circuits.flow_graph import flow_graph
 
 NAME = "flow"
@@ -32,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check-contexts", type=int, default=0,
                    help="activation check on this many tinyworld contexts (0: skip); needs the SAEs' model")
     p.add_argument("--model", default="", help="model for the activation check (default: from cfg.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace the flow outputs already in --out")
 
 
 def _layer_thresholds(specs: list[str]) -> dict[int, Thresholds]:
@@ -90,6 +91,7 @@ def _check_numbers(args) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_numbers(args)
+    check_out(args.out, FLOW_OUTPUTS, args.overwrite, "sae flow")
     default = Thresholds(args.resid_threshold, args.module_threshold)
     config = FlowConfig(default, _layer_thresholds(args.layer_threshold))
     stack, flows = feature_flow(args.sae_dirs, config)

@@ -15,7 +15,7 @@ def run_dir(tiny_saes):
     return next(iter(tiny_saes.values())).parent
 
 
-def test_sae_circuit_writes_json_and_html(run_dir, tmp_path, capsys):
+def test_sae_circuit_writes_json_and_html(run_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "circuit"
     code = main(["circuit", "--dataset", "sva_pp", "--model", "tiny", "--saes", str(run_dir), "--out", str(out),
                  "--examples", "16", "--method", "atp", "--value", "20", "--sweep", "5,20"])
@@ -44,6 +44,18 @@ def test_sae_circuit_writes_json_and_html(run_dir, tmp_path, capsys):
         assert entry["circuit"] == "sva_pp" and entry["attribution"] == n["attribution"]
         assert entry["rank"] == doc["nodes"].index(n) + 1 and entry["of"] == 20
     assert read_neighbours(str(out / "circuit.json"), "--circuits", hook) == members
+    # the circuit is kept unless --overwrite: refused before any work, nothing rewritten
+    before = {f.name: f.stat().st_mtime_ns for f in out.iterdir()}
+    assert main(["circuit", "--dataset", "sva_pp", "--saes", str(run_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: '{out}' already holds circuit.json, circuit.html") and err.count("\n") == 1
+    assert "pass --overwrite" in err and {f.name: f.stat().st_mtime_ns for f in out.iterdir()} == before
+    (out / "circuit.svg").write_text("<svg>an older circuit</svg>")
+    monkeypatch.setattr("circuits.render.shutil.which", lambda name: None)  # no graphviz this time
+    assert main(["circuit", "--dataset", "sva_pp", "--saes", str(run_dir), "--out", str(out), "--examples", "16",
+                 "--method", "atp", "--value", "5", "--sweep", "", "--no-edges", "--overwrite"]) == 0
+    assert len(json.loads((out / "circuit.json").read_text())["nodes"]) == 5
+    assert not (out / "circuit.svg").exists()  # no stale picture of the old circuit beside the new one
 
 
 def test_user_json_dataset_and_per_position_nodes(run_dir, tmp_path):

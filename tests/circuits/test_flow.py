@@ -176,8 +176,20 @@ def test_sae_flow_writes_table_graphs_and_self_contained_html(tmp_path, capsys):
     assert not re.search(r"<script[^>]*\bsrc=", html) and html.count("Plotly.newPlot") == 3
     summary = json.loads((out / "summary.json").read_text())
     assert sum(summary["blocks"]["1"]["counts"].values()) == N
-    assert main(["flow", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert main(["flow", str(tmp_path / "nope"), "--out", str(tmp_path / "other")]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: SAE folder")
+    # an earlier result is kept unless --overwrite: refused before any work, files untouched
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    (out / "notes.txt").write_text("mine")
+    assert main(["flow", *map(str, _chain(tmp_path)), "--out", str(out), "--seeds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: '{out}' already holds flow.csv, summary.json, graphs.json, flow.html from an earlier "
+                   "sae flow; pass --overwrite to replace them, or choose another --out\n")
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.name != "notes.txt"} == before
+    assert main(["flow", *map(str, _chain(tmp_path)), "--out", str(out), "--seeds", "1", "--overwrite"]) == 0
+    assert len(json.loads((out / "graphs.json").read_text())) == 1 and (out / "notes.txt").read_text() == "mine"
+    assert main(["flow", *map(str, _chain(tmp_path)), "--out", str(out / "flow.csv")]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
 
 
 @pytest.mark.slow
