@@ -219,8 +219,8 @@ class LoadedModel:
 
         The forward pass stops right after the deepest requested hook.
         """
-        points = parse_hooks(list(hooks), self.dims.n_layers)
-        tokens = tokens.to(self.device)
+        points = parse_hooks(hooks, self.dims.n_layers)
+        tokens = self._checked(tokens).to(self.device)
         if not self.is_gpt2:
             return self._capture_with_bridge(tokens, points)
         captured: dict[str, torch.Tensor] = {}
@@ -245,6 +245,7 @@ class LoadedModel:
     def forward_until(self, tokens: torch.Tensor, hook: str) -> None:
         """A bare forward pass that stops after ``hook`` and keeps nothing (the harvest baseline)."""
         point = self.hook_point(hook)
+        tokens = self._checked(tokens)
         if not self.is_gpt2:
             self.bridge(tokens.to(self.device), stop_at_layer=(point.layer or 0) + 1)
             return
@@ -263,7 +264,7 @@ class LoadedModel:
         Gradients flow (call under ``torch.no_grad()`` when not needed). ``attn.hook_z`` is
         passed to the patch flattened to [B, T, n_heads·d_head], as everywhere else.
         """
-        tokens = tokens.to(self.device)
+        tokens = self._checked(tokens).to(self.device)
         if not patches:
             return self.hf_model(tokens, use_cache=False).logits
         fwd_hooks = [(self.hook_point(h).name, _bridge_patch(self.hook_point(h), fn))
@@ -272,10 +273,24 @@ class LoadedModel:
 
     def to_tokens(self, texts: list[str], prepend_bos: bool = True) -> torch.Tensor:
         """Tokenise prompts of equal token length into [B, T] (left-aligned, BOS first)."""
+        if isinstance(texts, str) or not texts:
+            raise ToolkitError(f"to_tokens takes a non-empty list of prompts, got {texts!r}; wrap one prompt in a list")
         rows = [([self.bos_token_id] if prepend_bos else []) + self.tokenizer.encode(t) for t in texts]
         if len({len(r) for r in rows}) != 1:
             raise ToolkitError("prompts tokenise to different lengths; pad them or pass them one at a time")
         return torch.tensor(rows, dtype=torch.long)
+
+    def _checked(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``tokens`` if it is an integer tensor [batch, positions] of this model's ids and context."""
+        d = self.dims
+        shape = list(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+        if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.long, torch.int) or tokens.dim() != 2:
+            raise ToolkitError(f"tokens must be an integer tensor [batch, positions], got {shape} "
+                               f"({getattr(tokens, 'dtype', '')}); make them with model.to_tokens")
+        if tokens.shape[1] > d.n_ctx or (tokens.numel() and not 0 <= int(tokens.min()) <= int(tokens.max()) < d.d_vocab):
+            raise ToolkitError(f"tokens must be ids in 0..{d.d_vocab - 1} over at most {d.n_ctx} positions for model "
+                               f"'{self.name}', got shape {shape}; make them with model.to_tokens")
+        return tokens
 
     def _capture_with_bridge(self, tokens, points: list[HookPoint]) -> dict[str, torch.Tensor]:
         names = [p.name for p in points]

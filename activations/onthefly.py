@@ -10,6 +10,7 @@ import torch
 from activations.data import EMBEDDED, DatasetSpec, TokenData
 from activations.hooks import parse_hooks
 from activations.models import LoadedModel, load_model
+from activations.source import batch_hooks, check_count
 
 _WHERE = ["token_ids", "sequence_ids", "positions"]
 
@@ -31,6 +32,8 @@ class OnTheFlySource:
     def __init__(self, model: LoadedModel | str, hooks: list[str] | str, dataset: str = EMBEDDED,
                  seed: int = 0, context: int = 128, buffer_tokens: int = 1 << 16,
                  batch_contexts: int = 32, exclude_bos: bool = False, text_field: str = "text"):
+        for name, value in (("buffer_tokens", buffer_tokens), ("batch_contexts", batch_contexts)):
+            check_count(name, value)
         self.model = load_model(model) if isinstance(model, str) else model
         self.model_name = self.model.name
         self.hooks = [p.name for p in parse_hooks(hooks, self.model.dims.n_layers)]
@@ -46,7 +49,8 @@ class OnTheFlySource:
     def batches(self, batch_size: int, hooks: list[str] | None = None, seed: int = 0,
                 epochs: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
         """Shuffled batches forever (the stream is endless, so ``epochs`` counts buffer halves)."""
-        hooks = list(hooks or self.hooks)
+        check_count("batch_size", batch_size, self.buffer_tokens, "lower batch_size or raise buffer_tokens")
+        hooks = batch_hooks(hooks, self.hooks)
         gen = torch.Generator().manual_seed(seed)
         half = max(batch_size, self.buffer_tokens // 2 // batch_size * batch_size)
         rounds = 0

@@ -11,6 +11,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from activations.errors import ToolkitError
+
 
 @runtime_checkable
 class ActivationSource(Protocol):
@@ -40,3 +42,24 @@ class ActivationSource(Protocol):
         ``positions`` [batch] int64 say where each row comes from.
         """
         ...
+
+
+def check_count(name: str, value, most: int | None = None, fix: str = "") -> None:
+    """Refuse ``value`` of argument ``name`` unless it is a positive whole number, at most
+    ``most`` (``fix`` then says how to make room)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ToolkitError(f"{name} must be a positive whole number, got {value!r}")
+    if most is not None and value > most:
+        raise ToolkitError(f"{name} {value} is more than the {most} rows available; {fix}")
+
+
+def batch_hooks(hooks: list[str] | str | None, served: list[str]) -> list[str]:
+    """The hooks a batch holds: ``hooks`` (a list or one comma-separated string), default all
+    of ``served``; each must be one of ``served``."""
+    if isinstance(hooks, str):
+        hooks = [h.strip() for h in hooks.split(",") if h.strip()]
+    hooks = list(hooks or served)
+    missing = [h for h in hooks if h not in served]
+    if missing:
+        raise ToolkitError(f"these activations have no hook '{missing[0]}'; ask for some of: {', '.join(served)}")
+    return hooks

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from activations.errors import ToolkitError
+from activations.source import batch_hooks, check_count
 
 FORMAT = "sae-toolkit-activations"
 FORMAT_VERSION = 1
@@ -252,6 +253,7 @@ class ActivationStore:
 
     def mean(self, hook: str) -> torch.Tensor:
         """Mean activation vector [d] (float32) over the whole store."""
+        self.check_hooks([hook])
         return torch.tensor(self.manifest["stats"][hook]["mean"], dtype=torch.float32)
 
     def shard(self, position: int) -> dict[str, torch.Tensor]:
@@ -304,8 +306,8 @@ class StoreSource:
 
     def batches(self, batch_size: int, hooks: list[str] | None = None, seed: int = 0,
                 epochs: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
-        hooks = list(hooks or self.hooks)
-        self.store.check_hooks(hooks)
+        check_count("batch_size", batch_size)
+        hooks = batch_hooks(hooks, self.hooks)
         n_shards = len(self.store.shards)
         epoch = 0
         carry: dict[str, torch.Tensor] | None = None

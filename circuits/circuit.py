@@ -34,7 +34,9 @@ def select_nodes(scores: dict[str, Tensor], mode: str, value: float) -> Masks:
     """hook -> bool mask of the nodes passing the threshold (see the module docstring)."""
     if mode not in MODES:
         raise ToolkitError(f"unknown threshold '{mode}'; use one of {', '.join(MODES)}")
-    if value < 0 or (mode == "relative" and value > 1):
+    if not scores:
+        raise ToolkitError("select_nodes got no scores; pass attribution.scores (hook -> node scores)")
+    if not value >= 0 or value == float("inf") or (mode == "relative" and value > 1):
         raise ToolkitError(f"threshold value {value} is out of range for a {mode} threshold")
     hooks = list(scores)
     flat = torch.cat([scores[h].abs().flatten() for h in hooks])

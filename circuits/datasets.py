@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from activations.errors import ToolkitError
+from activations.source import check_count
 
 FIELDS = ("clean_prefix", "clean_answer", "patch_prefix", "patch_answer")
 BUILTIN = ("ioi", "ioi_abc", "sva_simple", "sva_pp", "sva_rc")
@@ -105,6 +106,7 @@ def _checked_rows(path: Path, rows) -> list[dict]:
 
 def load_examples(name_or_path: str, n: int = 64, seed: int = 0, split: str = "heldout") -> list[dict]:
     """A built-in dataset by name, or a user file (its first ``n`` examples)."""
+    check_count("n", n)
     if name_or_path in BUILTIN:
         return builtin_examples(name_or_path, n, seed, split)
     if name_or_path.endswith((".json", ".jsonl")):

@@ -240,5 +240,7 @@ def feature_flow(folders: list[str | Path],
                  config: FlowConfig | None = None) -> tuple[list[FlowLayer], list[LayerFlow]]:
     """Load SAE folders, check them, and classify every complete block's features."""
     config = config or FlowConfig()
+    if isinstance(folders, (str, Path)) or not folders:
+        raise ToolkitError(f"feature_flow takes a non-empty list of SAE folders, got {folders!r}")
     stack = stack_layers([load_directions(f) for f in folders])
     return stack, [layer_flow(block, config.at(block.layer)) for block in stack]

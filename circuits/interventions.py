@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from activations.errors import ToolkitError
+from activations.source import check_count
 from sae.architectures import SparseCoder
 
 MODES = ("zero", "mean", "clamp", "rescale")
@@ -184,6 +185,7 @@ def feature_means(model, sae: SparseCoder, tokens: Tensor, batch_size: int = 16)
 def generate(model, prompt: str, max_new_tokens: int = 20, temperature: float = 0.0, seed: int = 0) -> str:
     """Continue ``prompt`` (greedy when temperature is 0), recomputing the full context each
     step so position-based edits see every position; returns the new text only."""
+    check_count("max_new_tokens", max_new_tokens)
     tokens = model.to_tokens([prompt])
     gen = torch.Generator().manual_seed(seed)
     start = tokens.shape[1]

@@ -228,7 +228,8 @@ class TrainConfig:
     def sae_configs(self) -> list[SAEConfig]:
         """The coders of this run: each of ``coders`` (or ``sae`` alone) with each combination
         of the sweep's values."""
-        bases = [replace(self.sae, **fields) for fields in self.coders] or [self.sae]
+        bases = [replace(self.sae, **_coder_fields(c, "coders of the TrainConfig")) for c in self.coders] or [self.sae]
+        _sweep_fields(self.sweep, "the TrainConfig")
         names = list(self.sweep)
         combos = list(itertools.product(*(self.sweep[n] for n in names)))
         return [replace(base, **dict(zip(names, values))) for base in bases for values in combos]
@@ -299,6 +300,15 @@ def _coder_fields(values: Any, where: str) -> dict[str, Any]:
     return {k: _coerce(SAEConfig, k, v, where) for k, v in values.items()}
 
 
+def _sweep_fields(sweep: dict[str, Any], where: str) -> dict[str, list]:
+    """Checked and coerced value lists of a [sweep] table."""
+    _check_keys(_table(sweep, "[sweep]", where), SAEConfig, f"[sweep] of {where}")
+    for name, values in sweep.items():
+        if not isinstance(values, list) or not values:
+            raise ToolkitError(f"sweep field '{name}' in {where} must be a non-empty list of values")
+    return {name: [_coerce(SAEConfig, name, v, f"[sweep] of {where}") for v in values] for name, values in sweep.items()}
+
+
 def config_from_dict(raw: dict[str, Any], where: str = "the config") -> TrainConfig:
     """Build a TrainConfig from a parsed TOML/JSON mapping, refusing unknown fields."""
     raw = dict(raw)
@@ -312,12 +322,7 @@ def config_from_dict(raw: dict[str, Any], where: str = "the config") -> TrainCon
     if not isinstance(coders, list):
         raise ToolkitError(f"coders in {where} must be a list of [[coders]] tables, got {coders!r}")
     coders = [_coder_fields(c, f"[[coders]] of {where}") for c in coders]
-    sweep = _table(raw.pop("sweep", {}), "[sweep]", where)
-    _check_keys(sweep, SAEConfig, f"[sweep] of {where}")
-    for name, values in sweep.items():
-        if not isinstance(values, list) or not values:
-            raise ToolkitError(f"sweep field '{name}' in {where} must be a non-empty list of values")
-        sweep[name] = [_coerce(SAEConfig, name, v, f"[sweep] of {where}") for v in values]
+    sweep = _sweep_fields(_table(raw.pop("sweep", {}), "[sweep]", where), where)
     top = {k: _coerce(TrainConfig, k, v, where) for k, v in raw.items()}
     cfg = TrainConfig(sae=sae, coders=coders, sweep=sweep, **top)
     cfg.check_distinct()

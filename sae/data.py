@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import torch
 
 from activations.errors import ToolkitError
-from activations.source import ActivationSource
+from activations.source import ActivationSource, batch_hooks, check_count
 
 
 class TensorSource:
@@ -17,6 +17,10 @@ class TensorSource:
     in every hook's rows. Batches are seeded shuffles, epoch after epoch."""
 
     def __init__(self, acts: dict[str, torch.Tensor], model_name: str = "in-memory"):
+        shapes = {h: tuple(a.shape) for h, a in acts.items()}
+        if not acts or any(len(s) != 2 or s[0] != next(iter(shapes.values()))[0] for s in shapes.values()):
+            raise ToolkitError(f"TensorSource needs hook -> [n_tokens, d] tensors with the same n_tokens, got "
+                               f"shapes {shapes}")
         self.acts = acts
         self.model_name = model_name
         self.hooks = list(acts)
@@ -25,8 +29,9 @@ class TensorSource:
 
     def batches(self, batch_size: int, hooks: list[str] | None = None, seed: int = 0,
                 epochs: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
-        hooks = list(hooks or self.hooks)
+        hooks = batch_hooks(hooks, self.hooks)
         n_tokens = next(iter(self.acts.values())).shape[0]
+        check_count("batch_size", batch_size, n_tokens, "lower batch_size or pass more rows")
         gen = torch.Generator().manual_seed(seed)
         epoch = 0
         while epochs is None or epoch < epochs:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from activations.errors import ToolkitError
-from activations.source import ActivationSource
+from activations.source import ActivationSource, check_count
 from sae import metrics
 from sae.architectures import SparseCoder
 
@@ -69,6 +69,7 @@ def reconstruction_scores(saes: list[SparseCoder], source: ActivationSource, n_t
 
     Returns, per coder, its scores and its per-latent firing counts [d_sae] over that window.
     """
+    check_count("n_tokens", n_tokens)
     for sae in saes:
         check_fits(sae, source)
     windows = [_Window(sae) for sae in saes]

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from activations.errors import ToolkitError
+from activations.models import resolve_device
 from sae.architectures import ARCHITECTURES, SparseCoder
 from sae.config import SAEConfig
 
@@ -183,7 +184,7 @@ def load_sae(folder: str | Path, device: str | torch.device = "cpu") -> SparseCo
 
     The coder's ``metadata`` attribute holds cfg.json's metadata (model_name, hook_name, ...).
     """
-    folder = Path(folder)
+    folder, device = Path(folder), resolve_device(device)
     if not (folder / CFG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise ToolkitError(f"{folder} is not an SAE folder: it needs {CFG_FILE} and {WEIGHTS_FILE}")
     raw = _read_cfg(folder)

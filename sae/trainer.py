@@ -41,6 +41,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from activations.errors import ToolkitError
+from activations.models import resolve_device
 from activations.source import ActivationSource
 from activations.store import fsync_dir as fsync  # works on files too
 from sae.architectures import SparseCoder, StepContext, StepOutput, build
@@ -67,14 +68,6 @@ def learning_rate(step: int, n_steps: int, base: float, warmup_steps: int, decay
     decay_steps = n_steps * decay_fraction
     decay = min(1.0, (n_steps - step) / decay_steps) if decay_steps > 0 else 1.0
     return base * warm * decay
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ToolkitError(f"device '{name}' was asked for but no CUDA GPU is visible; use --device cpu")
-    return torch.device(name)
 
 
 @dataclass

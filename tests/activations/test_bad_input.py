@@ -131,8 +131,9 @@ def test_non_finite_and_absurd_token_counts_are_refused(tmp_path, capsys, count)
     with pytest.raises(SystemExit) as exit_info:
         main(["harvest", "--hooks", "blocks.0.hook_resid_post", "--out", str(tmp_path / "out"), f"--tokens={count}"])
     assert exit_info.value.code == 2
-    assert re.search(rf"error: argument --tokens: '{count.lower()}' is (not a count|more than)",
-                     capsys.readouterr().err.strip().splitlines()[-1])
+    err = capsys.readouterr().err
+    assert re.match(rf"error: sae harvest: argument --tokens: '{count.lower()}' is (not a count|more than)", err)
+    assert err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
     with pytest.raises(ToolkitError, match="--tokens must be between 1 and"):
         harvest(HarvestConfig(tokens=10**30, out=str(tmp_path / "out")))
