@@ -107,6 +107,8 @@ CASES = {
     "select_nodes nan": (lambda f: select_nodes({H: torch.randn(8)}, "topk", float("nan")), "threshold value nan"),
     "select_nodes no scores": (lambda f: select_nodes({}, "topk", 3), "no scores"),
     "feature_flow empty": (lambda f: feature_flow([]), "non-empty list of SAE folders"),
+    "encode wrong width": (lambda f: f["sae"].encode(torch.randn(5, 100)), "width 192, got shape \\[5, 100\\]"),
+    "decode wrong width": (lambda f: f["sae"].decode(torch.randn(5, 10)), "codes of 32 latents, got shape \\[5, 10\\]"),
     "generate negative": (lambda f: generate(f["model"], "hello", max_new_tokens=-1),
                           "max_new_tokens must be a positive"),
 }

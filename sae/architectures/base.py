@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from activations.errors import ToolkitError
 from sae.config import SAEConfig
 
 
@@ -177,6 +178,9 @@ class SparseCoder(nn.Module):
         return self.encoder_weight.t()
 
     def encoder_input(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.d_in:
+            raise ToolkitError(f"this {self.name} SAE encodes vectors of width {self.d_in}, got shape {list(x.shape)}; "
+                               "pass activations of the hook it was trained on")
         return x - self.b_dec if self.apply_b_dec_to_input else x
 
     def pre_acts(self, x: Tensor) -> Tensor:
@@ -197,6 +201,9 @@ class SparseCoder(nn.Module):
 
     def decode(self, latents: Tensor) -> Tensor:
         """[.., d_sae] -> [.., d_out], without the skip term."""
+        if latents.shape[-1] != self.d_sae:
+            raise ToolkitError(f"this {self.name} SAE decodes codes of {self.d_sae} latents, got shape "
+                               f"{list(latents.shape)}; pass what its encode returns")
         return latents @ self.W_dec + self.b_dec
 
     def add_skip(self, recon: Tensor, x: Tensor) -> Tensor:
