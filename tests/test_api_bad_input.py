@@ -83,6 +83,7 @@ CASES = {
     "store batch size float": (lambda f: next(f["store"].batches(16.5)), "got 16.5"),
     "store hook string misspelt": (lambda f: next(f["store"].batches(8, hooks="blocks.1.hook_resid_pst")),
                            "no hook 'blocks.1.hook_resid_pst'"),
+    "store batch above one epoch": (lambda f: next(f["store"].batches(600, epochs=1)), "more than the 512 rows"),
     "store mean unknown hook": (lambda f: f["store"].store.mean("nope"), "has no hook 'nope'"),
     "live buffer 0": (lambda f: type(f["live"])(f["model"], [H], buffer_tokens=0), "buffer_tokens must be a positive"),
     "live batch_contexts 0": (lambda f: type(f["live"])(f["model"], [H], batch_contexts=0),
