@@ -6,7 +6,8 @@ and every layer's attention output, MLP output and residual stream. The folders 
 in pytest's cache directory under a key made of the checkpoint's weights and these
 settings and the training code, so a second test session (or a later test in the same one)
 reuses them; a new checkpoint, a changed recipe or changed code under ``sae/`` or
-``activations/`` trains afresh.
+``activations/`` trains afresh, and then removes the stale caches of the same seed (about
+120 MB each), so that editing the code does not fill the disk.
 """
 
 from __future__ import annotations
@@ -54,6 +55,22 @@ def _train(run_dir: Path) -> None:
     train(cfg)
 
 
+def _remove_stale(fresh: Path) -> None:
+    """Delete the finished caches beside ``fresh`` that hold this seed's SAEs (or an unknown
+    seed's: those written before the seed was recorded), all of older code or checkpoints."""
+    import shutil
+    for other in fresh.parent.glob("tiny-saes-*"):
+        done = other / "DONE"
+        if other == fresh or not done.is_file():
+            continue
+        try:
+            seed = json.loads(done.read_text()).get("seed")
+        except (ValueError, AttributeError):
+            seed = None
+        if seed in (None, RECIPE["seed"]):
+            shutil.rmtree(other, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def tiny_saes(request) -> dict[str, Path]:
     """Hook name -> SAE folder (SAELens format) for every hook in ``NODE_HOOKS``."""
@@ -70,7 +87,8 @@ def tiny_saes(request) -> dict[str, Path]:
             _train(run_dir)
         finally:
             torch.set_num_threads(threads)
-        done.write_text("ok\n")
+        done.write_text(json.dumps({"seed": RECIPE["seed"]}) + "\n")
+        _remove_stale(root)
     folders = {}
     for folder in sorted((root / "run" / "saes").iterdir()):
         cfg = json.loads((folder / "cfg.json").read_text())
