@@ -149,7 +149,10 @@ def _as_hook(edit):
 def intervene(model, edits: Sequence) -> Iterator:
     """Attach ``edits`` to ``model``'s bridge for the ``with`` body; yields the model."""
     for edit in edits:
-        model.hook_point(edit.hook)
+        width = model.hook_width(edit.hook)
+        if isinstance(edit, Steering) and edit.direction.shape != (width,):
+            raise ToolkitError(f"a steering direction at {edit.hook} must be a vector of width {width}, got shape "
+                               f"{list(edit.direction.shape)}")
     with model.bridge.hooks(fwd_hooks=[(edit.hook, _as_hook(edit)) for edit in edits]):
         yield model
 

@@ -66,6 +66,12 @@ def _train_config(**fields):
     return TrainConfig(out="/nonexistent-run-dir", tokens=64, **fields)
 
 
+def _steer_with(model, direction):
+    from circuits.interventions import Steering, steer
+    with steer(model, [Steering(H, direction, 2.0)]):
+        return generate(model, "Mary and John", 2)
+
+
 TOKENS = torch.tensor([[1, 2, 3, 4]])
 # (what is called, given the fixtures, -> the words the error must contain)
 CASES = {
@@ -110,6 +116,8 @@ CASES = {
     "feature_flow empty": (lambda f: feature_flow([]), "non-empty list of SAE folders"),
     "encode wrong width": (lambda f: f["sae"].encode(torch.randn(5, 100)), "width 192, got shape \\[5, 100\\]"),
     "decode wrong width": (lambda f: f["sae"].decode(torch.randn(5, 10)), "codes of 32 latents, got shape \\[5, 10\\]"),
+    "steering wrong width": (lambda f: _steer_with(f["model"], torch.randn(100)),
+                             "vector of width 192, got shape \\[100\\]"),
     "generate negative": (lambda f: generate(f["model"], "hello", max_new_tokens=-1),
                           "max_new_tokens must be a positive"),
 }
