@@ -10,7 +10,8 @@ reads. Level 5 adds 18 openers and 48 actions (more verbs, none of them held out
 adds composed agreement frames across prepositional phrases; levels 7 and 8, made-up verbs in
 30% and 10% of the composed IOI actions; level 9, possessors before those frames' subjects;
 level 10, level 8 with a quarter of the training IOI sentences given a third name as subject
-(they end in " them"), so that the next token depends on whether the subject is a repeat.
+(they end in " them"), so that the next token depends on whether the subject is a repeat;
+level 11, surnames besides (the subject named again by surname alone).
 Held-out text never depends on the level.
 """
 
@@ -34,6 +35,7 @@ class Level:
     ioi_nonce_share: float = 0.0  # of composed IOI prompts whose action has a made-up verb
     sva_pp_possessors: bool = False  # composed PP frames also open with possessors ("Anna's")
     ioi_fresh_subject_share: float = 0.0  # of training IOI sentences whose subject is a third name
+    ioi_surname_share: float = 0.0  # of training IOI sentences with full names, the subject by its surname
 
 
 # Levels 1-4: the corpora of the four stages that trained the stage-4 checkpoint: fixed
@@ -48,6 +50,9 @@ class Level:
 # Level 10: level 8 with a third name as the subject of 25% of the training IOI sentences, which
 # end in " them" ("Kate gave a drink to them"): an experiment on whether the model then uses the
 # repeat of the subject (docs/circuits.md, "IOI"; not shipped).
+# Level 11: level 10 with 20% of them, and full names in 30% of the training IOI sentences, the
+# subject named again by surname alone ("..., Owen gave a drink to Mary"): its token is no
+# candidate, so only finding where it was said before tells whom to leave out (an experiment).
 LEVELS: dict[int, Level] = {
     1: Level(0, 0, 0.0, 0.0),
     2: Level(12, 22, 0.5, 0.0),
@@ -59,6 +64,7 @@ LEVELS: dict[int, Level] = {
     8: Level(49, 116, 0.7, 0.5, 0.5, 0.1),
     9: Level(49, 116, 0.7, 0.5, 0.5, 0.1, True),
     10: Level(49, 116, 0.7, 0.5, 0.5, 0.1, False, 0.25),
+    11: Level(49, 116, 0.7, 0.5, 0.5, 0.1, False, 0.2, 0.3),
 }
 DEFAULT = 4
 _current = [DEFAULT]

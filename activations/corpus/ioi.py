@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 
 from activations.corpus import curriculum
 from activations.corpus.lexicon import OBJECTS, PLACES
@@ -205,13 +206,31 @@ def fresh_subject_sentence(rng: random.Random, split: str) -> str:
     return f"{head}{third}{tail} them"
 
 
+def surname_sentence(rng: random.Random, split: str) -> str:
+    """An IOI sentence with full names, whose subject is named by surname alone ("When Mary
+    Grace and John Owen went to the store, Owen gave a drink to Mary"): the subject's token is
+    no candidate answer, so the model has to find where it was said before (curriculum
+    level 11)."""
+    clean, _, io, s = ioi_prompt(rng, split)
+    io_surname, s_surname = rng.sample([n for n in names_for(split, "ioi") if n not in (io, s)], 2)
+    words = {io: f"{io} {io_surname}", s: f"{s} {s_surname}"}
+    first = re.compile(rf"\b({re.escape(io)}|{re.escape(s)})\b")
+    head, _, tail = clean.rpartition(s)  # S2 takes the subject's surname
+    head = first.sub(lambda m: words[m.group(1)], head)
+    return f"{head}{s_surname}{tail} {io}"
+
+
 def ioi_document(rng: random.Random, split: str) -> str:
     """One to three complete IOI sentences."""
     sentences = []
-    fresh = curriculum.current().ioi_fresh_subject_share if split == "train" else 0.0
+    level = curriculum.current()
+    fresh, surname = (level.ioi_fresh_subject_share, level.ioi_surname_share) if split == "train" else (0.0, 0.0)
     for _ in range(rng.choice((1, 2, 3))):
         if fresh and rng.random() < fresh:
             sentences.append(fresh_subject_sentence(rng, split) + rng.choice(_ENDINGS))
+            continue
+        if surname and rng.random() < surname:
+            sentences.append(surname_sentence(rng, split) + rng.choice(_ENDINGS))
             continue
         clean, _, io, _ = ioi_prompt(rng, split)
         sentences.append(f"{clean} {io}{rng.choice(_ENDINGS)}")

@@ -437,3 +437,23 @@ def test_curriculum_level_10_gives_a_quarter_of_ioi_sentences_a_fresh_subject():
         docs = [doc for _, doc in islice(iter_tagged_documents(seed=6), 4000)]
     for doc in docs:  # a fresh subject never spells a held-out template
         assert not any(r.search(doc) for r in HELDOUT_REGEXES), doc
+
+
+def test_curriculum_level_11_names_the_subject_by_surname_in_some_ioi_sentences():
+    """Level 11's extra sentences: both people get a surname (another training first name),
+    the subject is named again by surname alone, and the answer is the other's first name."""
+    rng = random.Random(12)
+    found = [ioi.surname_sentence(rng, "train") for _ in range(300)]
+    for sentence in found:
+        words = re.findall(r"\b[A-Z][a-z]+\b", sentence)
+        people = [w for w in words if w in names.TRAIN_NAMES]
+        assert len(people) == 6, sentence  # two full names, the surname again, the answer
+        first, second, s2, answer = people[0:2], people[2:4], people[4], people[5]
+        subject, other = (first, second) if s2 == first[1] else (second, first)
+        assert s2 == subject[1] and answer == other[0] and len(set(first + second)) == 4, sentence
+    with curriculum.use_level(11):
+        docs = [ioi.ioi_document(rng, "train") for _ in range(1500)]
+    assert 0.15 < sum(bool(re.search(r"[A-Z][a-z]+ [A-Z][a-z]+ and [A-Z][a-z]+ [A-Z][a-z]+ ", d)) for d in docs) / 1500
+    with curriculum.use_level(8):
+        assert not any(" and " in d and re.search(r"\b[A-Z][a-z]+ [A-Z][a-z]+ and [A-Z][a-z]+ [A-Z][a-z]+ ", d)
+                       for d in (ioi.ioi_document(rng, "train") for _ in range(1500)))
