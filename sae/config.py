@@ -229,9 +229,9 @@ class TrainConfig:
         """The coders of this run: each of ``coders`` (or ``sae`` alone) with each combination
         of the sweep's values."""
         bases = [replace(self.sae, **_coder_fields(c, "coders of the TrainConfig")) for c in self.coders] or [self.sae]
-        _sweep_fields(self.sweep, "the TrainConfig")
-        names = list(self.sweep)
-        combos = list(itertools.product(*(self.sweep[n] for n in names)))
+        sweep = _sweep_fields(self.sweep, "the TrainConfig")
+        names = list(sweep)
+        combos = list(itertools.product(*(sweep[n] for n in names)))
         return [replace(base, **dict(zip(names, values))) for base in bases for values in combos]
 
     def check_distinct(self, names: list[str] | None = None) -> None:

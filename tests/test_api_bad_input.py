@@ -1,6 +1,7 @@
 """Bad input to the public Python API: a ToolkitError naming the problem, raised at the entry point."""
 
 import signal
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -45,15 +46,18 @@ def sae():
     return build(SAEConfig(architecture="topk", hook=H, k=4, d_sae=32).resolved(192, 192), 192)
 
 
-@pytest.fixture(autouse=True)
-def no_hang():
-    """A case that would loop forever fails after 20 s instead."""
+@contextmanager
+def no_hang(seconds: int = 20):
+    """A call that would loop forever fails after ``seconds`` instead (the fixtures' set-up,
+    loading the model, is not timed)."""
     def hang(*_):
         raise TimeoutError("the call hung")
     signal.signal(signal.SIGALRM, hang)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
 
 
 def _tensor_source(rows=64):
@@ -131,5 +135,5 @@ def test_bad_input_is_named(case, request):
         fixtures["store"] = request.getfixturevalue("store")
     if case.startswith("live"):
         fixtures["live"] = request.getfixturevalue("live")
-    with pytest.raises(ToolkitError, match=words):
+    with pytest.raises(ToolkitError, match=words), no_hang():
         call(fixtures)
