@@ -306,11 +306,10 @@ class StoreSource:
 
     def batches(self, batch_size: int, hooks: list[str] | None = None, seed: int = 0,
                 epochs: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
-        check_count("batch_size", batch_size)
         if epochs is not None:
             check_count("epochs", epochs)
-            check_count("batch_size", batch_size, self.store.n_tokens * epochs,
-                        f"lower it, or read more than {epochs} epoch(s)")
+        most = None if epochs is None else self.store.n_tokens * epochs  # a finite read holds this many rows
+        check_count("batch_size", batch_size, most, f"lower it, or read more than {epochs} epoch(s)")
         hooks = batch_hooks(hooks, self.hooks)
         n_shards = len(self.store.shards)
         epoch = 0
