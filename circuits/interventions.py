@@ -64,9 +64,15 @@ class FeatureAblation:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ToolkitError(f"unknown ablation mode '{self.mode}'; use one of {', '.join(MODES)}")
+        if len(self.features) == 0:
+            raise ToolkitError("no features to ablate: give at least one latent index")
         bad = [f for f in self.features if not 0 <= f < self.sae.d_sae]
         if bad:
             raise ToolkitError(f"features {bad} are out of range for an SAE with d_sae {self.sae.d_sae}")
+        shape = torch.as_tensor(self.value).shape
+        if shape not in (torch.Size([]), torch.Size([len(self.features)])):
+            raise ToolkitError(f"the {self.mode} value must be one number or one per feature "
+                               f"({len(self.features)}), got shape {tuple(shape)}")
 
     @property
     def hook(self) -> str:
@@ -128,6 +134,8 @@ def schedule(n: int, kind: str = "constant", decay: float = 0.5) -> list[float]:
     """
     if kind not in SCHEDULES:
         raise ToolkitError(f"unknown steering schedule '{kind}'; use one of {', '.join(SCHEDULES)}")
+    if n < 1:
+        raise ToolkitError(f"a steering schedule needs at least one layer, got {n}")
     return {"constant": [1.0] * n, "linear": [(n - i) / n for i in range(n)],
             "exponential": [decay ** i for i in range(n)]}[kind]
 

@@ -25,11 +25,12 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import Tensor
 
 from activations.errors import ToolkitError
 from activations.models import resolve_device
+from activations.store import atomic_write_bytes
 from sae.architectures import ARCHITECTURES, SparseCoder
 from sae.config import SAEConfig
 
@@ -92,16 +93,22 @@ def save_sae(sae: SparseCoder, folder: str | Path, input_scale: float = 1.0, out
     if sae.apply_b_dec_to_input and input_scale != output_scale:
         raise ToolkitError("an SAE that subtracts b_dec from its input needs equal input and output scales")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise ToolkitError(f"cannot save an SAE to {folder}: it is a file, not a folder; choose another path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ToolkitError(f"cannot create the SAE folder {folder}: {err.strerror}; choose another path") from err
     state = {k: v.float().cpu().contiguous() for k, v in sae.inference_state().items()}
-    save_file(fold_scaling(state, input_scale, output_scale), folder / WEIGHTS_FILE)
-    (folder / CFG_FILE).write_text(json.dumps(saelens_config(sae, metadata), indent=2) + "\n")
+    # each file is replaced whole: a crash leaves the old file or the new one, never half of one
+    atomic_write_bytes(folder / WEIGHTS_FILE, save(fold_scaling(state, input_scale, output_scale)))
+    atomic_write_bytes(folder / CFG_FILE, (json.dumps(saelens_config(sae, metadata), indent=2) + "\n").encode())
     return folder
 
 
 def save_log_density(folder: str | Path, log_density: Tensor) -> None:
     """Write sparsity.safetensors: log10 feature density [d_sae]."""
-    save_file({"sparsity": log_density.float().cpu().contiguous()}, Path(folder) / SPARSITY_FILE)
+    atomic_write_bytes(Path(folder) / SPARSITY_FILE, save({"sparsity": log_density.float().cpu().contiguous()}))
 
 
 def load_log_density(folder: str | Path) -> Tensor | None:

@@ -10,9 +10,9 @@ from activations.errors import ToolkitError
 from circuits.circuit import select_nodes
 from circuits.datasets import load_examples
 from circuits.flow import feature_flow
-from circuits.interventions import generate
+from circuits.interventions import FeatureAblation, generate, schedule
 from sae.evaluate import reconstruction_scores
-from sae.io import load_sae
+from sae.io import load_sae, save_sae
 from sae.trainer import Trainer
 
 H = "blocks.1.hook_resid_post"
@@ -124,6 +124,12 @@ CASES = {
                              "vector of width 192, got shape \\[100\\]"),
     "generate negative": (lambda f: generate(f["model"], "hello", max_new_tokens=-1),
                           "max_new_tokens must be a positive"),
+    "ablation no features": (lambda f: FeatureAblation(f["sae"], []), "no features to ablate"),
+    "ablation means of the wrong length": (lambda f: FeatureAblation(f["sae"], [1, 2, 3], "mean", torch.zeros(2)),
+                                           r"one per feature \(3\), got shape \(2,\)"),
+    "schedule no layers": (lambda f: schedule(0), "at least one layer, got 0"),
+    "save_sae onto a file": (lambda f: save_sae(f["sae"], __file__), "it is a file, not a folder"),
+    "save_sae under a file": (lambda f: save_sae(f["sae"], f"{__file__}/sae"), "cannot create the SAE folder"),
 }
 
 
