@@ -22,10 +22,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# the tests that depend on what the fixture's SAEs learned: the slow ones and IG's target
+# the tests that depend on what the fixture's SAEs learned: the slow ones, IG's target and the
+# gradient search's reach
 DEMONSTRATIONS = " or ".join(["sva_circuit_of_at_most", "duplicated_name_features", "unknown_entity_latents",
                               "activation_check_beats", "removing_a_flow_feature", "ablating_a_plural_subject",
-                              "shift_removes", "ig_agrees"])
+                              "shift_removes", "ig_agrees", "brings_the_metric"])
 
 
 def run(seed: int, logs: Path) -> dict[str, str]:

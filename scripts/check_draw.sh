@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Check a draw of the tiny model before shipping it, without touching this working tree.
+#
+#     bash scripts/check_draw.sh CKPT [FIXTURE_SEED ...]     # seeds default to 0 1 2 3
+#
+# CKPT is a folder written by `python -m activations.tiny.train`. In a temporary clone of this
+# repository's HEAD (sharing .venv) with CKPT installed as the embedded checkpoint, it prints
+# issue 2's held-out metrics beside the shipped checkpoint's (scripts/compare_checkpoints.py),
+# runs tests/activations/test_tiny_model.py, and runs the circuits demonstrations on fixture
+# SAEs from each seed (scripts/fixture_seeds.py, about 7.5 minutes a seed on 2 cores). Logs
+# go to CKPT/check/. A draw worth shipping passes everything here on every seed.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+[ $# -ge 1 ] || { echo "usage: bash scripts/check_draw.sh CKPT [FIXTURE_SEED ...]" >&2; exit 2; }
+ckpt="$(cd "$1" 2>/dev/null && pwd)" || { echo "error: no checkpoint folder $1" >&2; exit 2; }
+[ -f "$ckpt/model.safetensors" ] && [ -f "$ckpt/training_summary.json" ] \
+  || { echo "error: $ckpt is not a checkpoint written by activations.tiny.train" >&2; exit 2; }
+shift
+seeds=("${@:-0 1 2 3}")
+[ -x "$root/.venv/bin/python" ] || bash "$root/scripts/setup.sh"
+clone="$(mktemp -d)"
+trap 'rm -rf "$clone"' EXIT
+git clone -q "$root" "$clone/repo"
+cd "$clone/repo"
+ln -s "$root/.venv" .venv
+cp "$ckpt"/* activations/tiny/checkpoint/
+mkdir -p "$ckpt/check"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+py=.venv/bin/python
+echo "== issue 2's metrics: the shipped checkpoint, then $ckpt"
+(cd "$root" && $py scripts/compare_checkpoints.py activations/tiny/checkpoint "$ckpt") | tee "$ckpt/check/compare.txt"
+echo "== tests/activations/test_tiny_model.py"
+$py -m pytest -q -p no:randomly tests/activations/test_tiny_model.py > "$ckpt/check/tiny_model.log" 2>&1 || true
+tail -1 "$ckpt/check/tiny_model.log"
+echo "== circuits demonstrations, fixture seeds ${seeds[*]}"
+# shellcheck disable=SC2068
+$py scripts/fixture_seeds.py --seeds ${seeds[@]} --logs "$ckpt/check"
