@@ -16,7 +16,8 @@ ckpt="$(cd "$1" 2>/dev/null && pwd)" || { echo "error: no checkpoint folder $1" 
 [ -f "$ckpt/model.safetensors" ] && [ -f "$ckpt/training_summary.json" ] \
   || { echo "error: $ckpt is not a checkpoint written by activations.tiny.train" >&2; exit 2; }
 shift
-seeds=("${@:-0 1 2 3}")
+seeds=("$@")
+[ ${#seeds[@]} -gt 0 ] || seeds=(0 1 2 3)
 [ -x "$root/.venv/bin/python" ] || bash "$root/scripts/setup.sh"
 clone="$(mktemp -d)"
 trap 'rm -rf "$clone"' EXIT
@@ -33,5 +34,4 @@ echo "== tests/activations/test_tiny_model.py"
 $py -m pytest -q -p no:randomly tests/activations/test_tiny_model.py > "$ckpt/check/tiny_model.log" 2>&1 || true
 tail -1 "$ckpt/check/tiny_model.log"
 echo "== circuits demonstrations, fixture seeds ${seeds[*]}"
-# shellcheck disable=SC2068
-$py scripts/fixture_seeds.py --seeds ${seeds[@]} --logs "$ckpt/check"
+$py scripts/fixture_seeds.py --seeds "${seeds[@]}" --logs "$ckpt/check"

@@ -110,6 +110,27 @@ def test_round_trip_keeps_saelens_layout(tmp_path, architecture):
     assert saved_cfg["apply_b_dec_to_input"] == (not architecture.endswith("transcoder"))
 
 
+def test_a_save_that_fails_midway_leaves_the_previous_sae_whole(tmp_path, monkeypatch):
+    """Overwriting an SAE folder: a failure while the new weights are being written (here, the
+    disk refusing to sync) leaves the old weights and config byte for byte, still loadable."""
+    import activations.store
+    saelens_folder(tmp_path / "in", "standard")
+    sae = load_sae(tmp_path / "in")
+    out = save_sae(sae, tmp_path / "out")
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    with torch.no_grad():
+        sae.W_dec.mul_(2.0)
+
+    def refuse(_fd):
+        raise OSError("disk full")
+    monkeypatch.setattr(activations.store.os, "fsync", refuse)
+    with pytest.raises(OSError, match="disk full"):
+        save_sae(sae, out)
+    monkeypatch.undo()
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.suffix != ".tmp"} == before
+    assert torch.equal(load_sae(out).W_dec, load_sae(tmp_path / "in").W_dec)
+
+
 @pytest.mark.parametrize("architecture, transcoder", [(a, t) for a in ARCHITECTURES for t in (False, True)
                                                       if not (t and a == "matryoshka")])
 def test_saved_coders_work_on_raw_activations(tmp_path, architecture, transcoder):
