@@ -238,3 +238,17 @@ def test_bfloat16_autocast_keeps_parameters_and_gradients_float32(architecture):
     assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
     out.loss.backward()
     assert all(p.grad is None or p.grad.dtype == torch.float32 for p in sae.parameters())
+
+
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+def test_a_nan_input_row_gives_a_nan_code_and_leaves_the_other_rows_alone(architecture):
+    """A NaN in the input must show in that token's code and reconstruction, never as a quiet
+    all-zero code that would pass for an inactive token, and must not leak into other tokens."""
+    sae = make(architecture)
+    x, _ = data()
+    clean = sae.encode(x[2:])
+    x[1, 3] = float("nan")
+    codes, recon = sae.encode(x), sae(x)
+    assert codes[1].isnan().any() and recon[1].isnan().any()
+    torch.testing.assert_close(codes[2:], clean)
+    assert torch.isfinite(recon[2:]).all()
