@@ -9,7 +9,9 @@ shortfall reports its real outcome, the tests of ``tests/circuits`` whose result
 what the SAEs learned (the slow ones and IG against patching). It keeps their output, with
 the numbers each test prints, in ``--logs``, and ends with a table of which tests hold on
 which seed: a demonstration of the method holds on every dictionary, one of a lucky
-dictionary does not. docs/circuits.md ("Across fixture seeds") came from it.
+dictionary does not. docs/circuits.md ("Across fixture seeds") came from it. The exit
+status is 0 when every test held on every seed run; ``--stop-at-failure`` runs no seed after
+one with a failure (``scripts/check_draw.sh`` uses it).
 """
 
 from __future__ import annotations
@@ -44,18 +46,31 @@ def run(seed: int, logs: Path) -> dict[str, str]:
     return outcomes
 
 
+def all_hold(outcomes: dict[str, str]) -> bool:
+    """Whether a seed's run reported its tests and every one held (no report counts as a failure)."""
+    return bool(outcomes) and all(outcome == "holds" for outcome in outcomes.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--logs", type=Path, required=True)
+    parser.add_argument("--stop-at-failure", action="store_true",
+                        help="run no further seed once a seed has a demonstration that does not hold")
     args = parser.parse_args()
     args.logs.mkdir(parents=True, exist_ok=True)
-    results = {seed: run(seed, args.logs) for seed in args.seeds}
+    results = {}
+    for seed in args.seeds:
+        results[seed] = run(seed, args.logs)
+        if args.stop_at_failure and not all_hold(results[seed]):
+            print(f"seed {seed} has a failure: seeds after it not run", flush=True)
+            break
     tests = sorted({t for outcomes in results.values() for t in outcomes})
-    print("| test | " + " | ".join(f"seed {s}" for s in args.seeds) + " |")
-    print("|---|" + "---|" * len(args.seeds))
+    print("| test | " + " | ".join(f"seed {s}" for s in results) + " |")
+    print("|---|" + "---|" * len(results))
     for test in tests:
-        print(f"| {test} | " + " | ".join(results[s].get(test, "-") for s in args.seeds) + " |")
+        print(f"| {test} | " + " | ".join(results[s].get(test, "-") for s in results) + " |")
+    sys.exit(0 if all(all_hold(outcomes) for outcomes in results.values()) else 1)
 
 
 if __name__ == "__main__":
