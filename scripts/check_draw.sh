@@ -30,13 +30,14 @@ cp "$ckpt"/* activations/tiny/checkpoint/
 mkdir -p "$ckpt/check"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 py=.venv/bin/python
+check_all="${CHECK_ALL:-0}"
 echo "== issue 2's metrics: the shipped checkpoint, then $ckpt"
 (cd "$root" && $py scripts/compare_checkpoints.py activations/tiny/checkpoint "$ckpt") | tee "$ckpt/check/compare.txt"
 echo "== tests/activations/test_tiny_model.py"
 status=0
 $py -m pytest -q -p no:randomly tests/activations/test_tiny_model.py > "$ckpt/check/tiny_model.log" 2>&1 || status=$?
 tail -1 "$ckpt/check/tiny_model.log"
-if [ "$status" -ne 0 ] && [ "${CHECK_ALL:-0}" != 1 ]; then
+if [ "$status" -ne 0 ] && [ "$check_all" != 1 ]; then
   grep -E "^FAILED" "$ckpt/check/tiny_model.log" || true
   echo "the draw misses issue 2's targets (above; log: $ckpt/check/tiny_model.log): circuits not checked" \
        "(CHECK_ALL=1 checks them anyway)"
@@ -44,5 +45,5 @@ if [ "$status" -ne 0 ] && [ "${CHECK_ALL:-0}" != 1 ]; then
 fi
 echo "== circuits demonstrations, fixture seeds ${seeds[*]}"
 stop=(--stop-at-failure)
-[ "${CHECK_ALL:-0}" != 1 ] || stop=()
+[ "$check_all" != 1 ] || stop=()
 $py scripts/fixture_seeds.py --seeds "${seeds[@]}" --logs "$ckpt/check" "${stop[@]}"
