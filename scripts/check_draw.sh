@@ -26,7 +26,7 @@ trap 'rm -rf "$clone"' EXIT
 git clone -q "$root" "$clone/repo"
 cd "$clone/repo"
 ln -s "$root/.venv" .venv
-cp "$ckpt"/* activations/tiny/checkpoint/
+find "$ckpt" -maxdepth 1 -type f -exec cp -t activations/tiny/checkpoint/ {} +  # not check/ from an earlier run
 mkdir -p "$ckpt/check"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 py=.venv/bin/python
