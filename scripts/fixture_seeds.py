@@ -1,6 +1,7 @@
 """The slow circuits demonstrations on circuit-fixture SAEs trained from several seeds.
 
     python scripts/fixture_seeds.py --seeds 0 1 2 --logs /tmp/fixture-seeds
+    python scripts/fixture_seeds.py --seeds 0 1 2 3 --d-sae 512 --logs /tmp/narrow   # another width
 
 The ``tiny_saes`` fixture (tests/circuits/conftest.py) trains its SAEs from seed 0;
 ``SAE_FIXTURE_SEED`` trains the same recipe from another seed (cached like the default, about
@@ -31,9 +32,11 @@ DEMONSTRATIONS = " or ".join(["sva_circuit_of_at_most", "duplicated_name_feature
                               "shift_removes", "ig_agrees", "brings_the_metric"])
 
 
-def run(seed: int, logs: Path) -> dict[str, str]:
+def run(seed: int, logs: Path, d_sae: int | None = None) -> dict[str, str]:
     log = logs / f"seed{seed}.log"
     env = {**os.environ, "SAE_FIXTURE_SEED": str(seed), "HF_HUB_OFFLINE": "1"}
+    if d_sae is not None:
+        env["SAE_FIXTURE_D_SAE"] = str(d_sae)
     with log.open("w") as out:
         subprocess.run([sys.executable, "-m", "pytest", "-s", "-rA", "--runxfail", "-k", DEMONSTRATIONS,
                         "tests/circuits"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
@@ -57,11 +60,13 @@ def main() -> None:
     parser.add_argument("--logs", type=Path, required=True)
     parser.add_argument("--stop-at-failure", action="store_true",
                         help="run no further seed once a seed has a demonstration that does not hold")
+    parser.add_argument("--d-sae", type=int, default=None,
+                        help="train the fixture's SAEs at this width instead of the recipe's (SAE_FIXTURE_D_SAE)")
     args = parser.parse_args()
     args.logs.mkdir(parents=True, exist_ok=True)
     results = {}
     for seed in args.seeds:
-        results[seed] = run(seed, args.logs)
+        results[seed] = run(seed, args.logs, args.d_sae)
         if args.stop_at_failure and not all_hold(results[seed]):
             print(f"seed {seed} has a failure: seeds after it not run", flush=True)
             break

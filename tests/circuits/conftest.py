@@ -27,9 +27,10 @@ NODE_HOOKS: list[str] = ["blocks.0.hook_resid_pre"] + [
     f"blocks.{layer}.{name}" for layer in range(N_LAYERS)
     for name in ("hook_attn_out", "hook_mlp_out", "hook_resid_post")]
 # SAE_FIXTURE_SEED trains the same recipe from another seed, to tell which demonstrations hold
-# for any such dictionary and which for this one (scripts/fixture_seeds.py).
-RECIPE = {"architecture": "topk", "d_sae": 1536, "k": 16, "tokens": 600_000, "batch_size": 2048,
-          "seed": int(os.environ.get("SAE_FIXTURE_SEED", "0"))}
+# for any such dictionary and which for this one (scripts/fixture_seeds.py); SAE_FIXTURE_D_SAE
+# trains another width, to compare recipes.
+RECIPE = {"architecture": "topk", "d_sae": int(os.environ.get("SAE_FIXTURE_D_SAE", "1536")), "k": 16,
+          "tokens": 600_000, "batch_size": 2048, "seed": int(os.environ.get("SAE_FIXTURE_SEED", "0"))}
 
 
 def _cache_key() -> str:
@@ -56,18 +57,20 @@ def _train(run_dir: Path) -> None:
 
 
 def _remove_stale(fresh: Path) -> None:
-    """Delete the finished caches beside ``fresh`` that hold this seed's SAEs (or an unknown
-    seed's: those written before the seed was recorded), all of older code or checkpoints."""
+    """Delete the finished caches beside ``fresh`` that hold this seed's SAEs of this width (or
+    an unknown seed's: those written before the seed was recorded; a cache without a recorded
+    width has the default 1536), all of older code or checkpoints."""
     import shutil
     for other in fresh.parent.glob("tiny-saes-*"):
         done = other / "DONE"
         if other == fresh or not done.is_file():
             continue
         try:
-            seed = json.loads(done.read_text()).get("seed")
+            recorded = json.loads(done.read_text())
+            seed, d_sae = recorded.get("seed"), recorded.get("d_sae", 1536)
         except (ValueError, AttributeError):
-            seed = None
-        if seed in (None, RECIPE["seed"]):
+            seed, d_sae = None, RECIPE["d_sae"]
+        if seed in (None, RECIPE["seed"]) and d_sae == RECIPE["d_sae"]:
             shutil.rmtree(other, ignore_errors=True)
 
 
@@ -87,7 +90,7 @@ def tiny_saes(request) -> dict[str, Path]:
             _train(run_dir)
         finally:
             torch.set_num_threads(threads)
-        done.write_text(json.dumps({"seed": RECIPE["seed"]}) + "\n")
+        done.write_text(json.dumps({"seed": RECIPE["seed"], "d_sae": RECIPE["d_sae"]}) + "\n")
         _remove_stale(root)
     folders = {}
     for folder in sorted((root / "run" / "saes").iterdir()):

@@ -1,11 +1,11 @@
-"""The fixture cache keeps one set of SAEs per seed: training afresh removes the stale ones."""
+"""The fixture cache keeps one set of SAEs per seed and width: training afresh removes the stale ones."""
 
 import json
 
 from tests.circuits.conftest import RECIPE, _remove_stale
 
 
-def test_a_fresh_cache_removes_the_stale_caches_of_its_seed(tmp_path):
+def test_a_fresh_cache_removes_the_stale_caches_of_its_seed_and_width(tmp_path):
     def cache(name: str, done: str | None) -> object:
         folder = tmp_path / f"tiny-saes-{name}"
         (folder / "run").mkdir(parents=True)
@@ -13,12 +13,14 @@ def test_a_fresh_cache_removes_the_stale_caches_of_its_seed(tmp_path):
             (folder / "DONE").write_text(done)
         return folder
 
-    seed = RECIPE["seed"]
-    fresh = cache("new", json.dumps({"seed": seed}))
-    same_seed, legacy = cache("old", json.dumps({"seed": seed})), cache("legacy", "ok\n")
-    other_seed = cache("other", json.dumps({"seed": seed + 1}))
+    seed, width = RECIPE["seed"], RECIPE["d_sae"]
+    fresh = cache("new", json.dumps({"seed": seed, "d_sae": width}))
+    same_seed, legacy = cache("old", json.dumps({"seed": seed, "d_sae": width})), cache("legacy", "ok\n")
+    other_seed = cache("other", json.dumps({"seed": seed + 1, "d_sae": width}))
+    other_width = cache("wide", json.dumps({"seed": seed, "d_sae": width * 2}))
     unfinished, unrelated = cache("training", None), tmp_path / "something-else"
     unrelated.mkdir()
     _remove_stale(fresh)
     assert not same_seed.exists() and not legacy.exists()
-    assert fresh.exists() and other_seed.exists() and unfinished.exists() and unrelated.exists()
+    assert fresh.exists() and other_seed.exists() and other_width.exists()
+    assert unfinished.exists() and unrelated.exists()
