@@ -122,10 +122,12 @@ def test_kicks_restart_from_the_best_circuit_and_never_lose_it(model, spliced):
 def test_gradient_search_brings_the_metric_to_the_full_model_and_not_past_it(model, spliced):
     """The searches maximise m folded at m(M). With 300 nodes of 24 prompts the full model's
     metric is within reach, and maximising m itself overshoots it (faithfulness 1.038 in 25
-    steps, measured); the folded search lands on it and gets closer with every better circuit."""
+    steps, measured); the folded search lands on it and gets closer with every better circuit.
+    (25 steps landed within 0.01 with one dictionary of five measured; 100 steps with all five:
+    docs/circuits.md, "Narrower dictionaries".)"""
     batch = tokenize_pairs(model, load_examples("sva_pp", 24, seed=3))
     start = select_nodes(attribute(spliced, batch, "atp").scores, "topk", 300)
-    result = gradient_search(spliced, batch, start, steps=25)
+    result = gradient_search(spliced, batch, start, steps=100)
     scores = evaluate(spliced, batch, result.masks)
     assert abs(scores["faithfulness"] - 1) < 0.01
     gaps = [abs(m - scores["m_full"]) for m in result.metric_history]
