@@ -5,7 +5,7 @@
 
 The ``tiny_saes`` fixture (tests/circuits/conftest.py) trains its SAEs from seed 0;
 ``SAE_FIXTURE_SEED`` trains the same recipe from another seed (cached like the default, about
-3 minutes each on 2 cores). For each seed this runs, with ``--runxfail`` so that a known
+2 minutes each on 2 cores at 512 latents). For each seed this runs, with ``--runxfail`` so that a known
 shortfall reports its real outcome, the tests of ``tests/circuits`` whose result depends on
 what the SAEs learned (the slow ones and IG against patching). It keeps their output, with
 the numbers each test prints, in ``--logs``, and ends with a table of which tests hold on
