@@ -33,6 +33,7 @@ NODE_HOOKS: list[str] = ["blocks.0.hook_resid_pre"] + [
 # instead of one (docs/circuits.md, "Narrower dictionaries").
 RECIPE = {"architecture": "topk", "d_sae": int(os.environ.get("SAE_FIXTURE_D_SAE", "512")), "k": 16,
           "tokens": 600_000, "batch_size": 2048, "seed": int(os.environ.get("SAE_FIXTURE_SEED", "0"))}
+LEGACY_D_SAE = 1536  # the width of caches written before their DONE recorded one
 
 
 def _cache_key() -> str:
@@ -61,7 +62,7 @@ def _train(run_dir: Path) -> None:
 def _remove_stale(fresh: Path) -> None:
     """Delete the finished caches beside ``fresh`` that hold this seed's SAEs of this width (or
     an unknown seed's: those written before the seed was recorded; a cache without a recorded
-    width has the default 1536), all of older code or checkpoints."""
+    width has ``LEGACY_D_SAE``), all of older code or checkpoints."""
     import shutil
     for other in fresh.parent.glob("tiny-saes-*"):
         done = other / "DONE"
@@ -69,7 +70,7 @@ def _remove_stale(fresh: Path) -> None:
             continue
         try:
             recorded = json.loads(done.read_text())
-            seed, d_sae = recorded.get("seed"), recorded.get("d_sae", 1536)
+            seed, d_sae = recorded.get("seed"), recorded.get("d_sae", LEGACY_D_SAE)
         except (ValueError, AttributeError):
             seed, d_sae = None, RECIPE["d_sae"]
         if seed in (None, RECIPE["seed"]) and d_sae == RECIPE["d_sae"]:
