@@ -128,6 +128,7 @@ def test_a_save_that_fails_midway_leaves_the_previous_sae_whole(tmp_path, monkey
         save_sae(sae, out)
     monkeypatch.undo()
     assert {f.name: f.read_bytes() for f in out.iterdir() if f.suffix != ".tmp"} == before
+    assert not list(out.glob("*.tmp")), "the failed write left its partial file behind"
     assert torch.equal(load_sae(out).W_dec, load_sae(tmp_path / "in").W_dec)
 
 
