@@ -35,6 +35,7 @@ from torch import Tensor
 
 from activations.errors import ToolkitError
 from activations.hooks import parse_hook, same_basis
+from sae.io import sae_folders
 
 CLASSES = ("persists", "processed_attn", "processed_mlp", "created_attn", "created_mlp", "unexplained")
 SOURCES = ("resid", "attn", "mlp")
@@ -238,9 +239,10 @@ def layer_flow(block: FlowLayer, thresholds: Thresholds, tile: int = 2048) -> La
 
 def feature_flow(folders: list[str | Path],
                  config: FlowConfig | None = None) -> tuple[list[FlowLayer], list[LayerFlow]]:
-    """Load SAE folders, check them, and classify every complete block's features."""
+    """Load SAE folders (or every SAE of a `sae train` run folder), check them, and classify
+    every complete block's features."""
     config = config or FlowConfig()
     if isinstance(folders, (str, Path)) or not folders:
         raise ToolkitError(f"feature_flow takes a non-empty list of SAE folders, got {folders!r}")
-    stack = stack_layers([load_directions(f) for f in folders])
+    stack = stack_layers([load_directions(f) for folder in folders for f in sae_folders(folder)])
     return stack, [layer_flow(block, config.at(block.layer)) for block in stack]

@@ -36,6 +36,7 @@ from sae.config import SAEConfig
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
+RUN_SAES = "saes"  # where a `sae train` run folder keeps its final SAEs
 SPARSITY_FILE = "sparsity.safetensors"
 
 # SAELens architecture name -> ours (transcoders: same activation, d_out and hook_name_out set)
@@ -184,6 +185,32 @@ def _read_weights(folder: Path) -> dict[str, Tensor]:
     except SafetensorError as err:
         raise ToolkitError(f"{folder / WEIGHTS_FILE} is not a readable safetensors file ({err}); fix or "
                            "replace that SAE folder") from err
+
+
+def sae_folders(path: str | Path) -> list[Path]:
+    """The SAE folders that ``path`` names: ``[path]`` when it is one (it holds cfg.json);
+    otherwise, for a ``sae train`` run folder or any folder of SAE folders, every subfolder of
+    its ``saes/`` (or of itself) that holds a cfg.json, sorted by name."""
+    path = Path(path)
+    if (path / CFG_FILE).is_file():
+        return [path]
+    if not path.is_dir():
+        raise ToolkitError(f"SAE folder {path} {'is a file' if path.exists() else 'does not exist'}; pass an "
+                           "SAE folder (cfg.json + sae_weights.safetensors) or a `sae train` run folder")
+    root = path / RUN_SAES if (path / RUN_SAES).is_dir() else path
+    found = sorted(f for f in root.iterdir() if (f / CFG_FILE).is_file())
+    if not found:
+        raise ToolkitError(f"{path} is not an SAE folder (it needs {CFG_FILE} and {WEIGHTS_FILE}) and holds none; "
+                           "pass an SAE folder or a `sae train` run folder")
+    return found
+
+
+def one_sae_folder(path: str | Path) -> Path:
+    """The one SAE folder that ``path`` names (see ``sae_folders``); a run folder of several is refused."""
+    found = sae_folders(path)
+    if len(found) > 1:
+        raise ToolkitError(f"{path} holds {len(found)} SAEs; pass one of them: {', '.join(map(str, found))}")
+    return found[0]
 
 
 def load_sae(folder: str | Path, device: str | torch.device = "cpu") -> SparseCoder:

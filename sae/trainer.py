@@ -49,7 +49,7 @@ from sae.config import TrainConfig, save_config
 from sae.data import check_context, eval_contexts, model_for, open_source
 from sae.distributed import DataParallel
 from sae.evaluate import reconstruction_scores, splice_scores
-from sae.io import load_sae, save_log_density, save_sae
+from sae.io import RUN_SAES, load_sae, save_log_density, save_sae
 from sae.metrics import fvu, log10_density
 from sae.sparse import one_thread
 
@@ -458,7 +458,7 @@ def export(trainer: Trainer) -> dict[str, dict]:
             tokens = eval_contexts(model, cfg.dataset, cfg.context, cfg.eval_contexts, cfg.seed + 1)
         except ToolkitError as err:
             ce_note = f"CE loss recovered skipped: {err}"
-    folders = [save_sae(coder.sae, trainer.run_dir / "saes" / coder.name, trainer.scales[coder.sae.cfg.hook],
+    folders = [save_sae(coder.sae, trainer.run_dir / RUN_SAES / coder.name, trainer.scales[coder.sae.cfg.hook],
                         trainer.scales[coder.sae.cfg.output_hook],
                         metadata={"model_name": source.model_name, "context_size": cfg.context,
                                   "dataset_path": cfg.acts or cfg.dataset,

@@ -53,19 +53,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_saes(run_dir: str | Path, device: str = "cpu") -> dict:
-    """hook -> SAE for every SAE folder directly in ``run_dir`` (or in its ``saes/``)."""
-    from sae.io import load_sae
-    root = Path(run_dir)
-    if (root / "saes").is_dir():
-        root = root / "saes"
-    if not root.is_dir():
-        raise ToolkitError(f"SAE folder '{run_dir}' {'is a file' if root.is_file() else 'does not exist'}; pass the "
-                           "folder of SAE folders (a `sae train` run folder, or its saes/)")
-    folders = sorted(f for f in root.iterdir() if (f / "cfg.json").is_file())
-    if not folders:
-        raise ToolkitError(f"'{run_dir}' holds no SAE folders (subfolders with cfg.json)")
+    """hook -> SAE for every SAE folder that ``run_dir`` names: a `sae train` run folder, a folder
+    of SAE folders, or one SAE folder (``sae.io.sae_folders``)."""
+    from sae.io import load_sae, sae_folders
     saes = {}
-    for folder in folders:
+    for folder in sae_folders(run_dir):
         sae = load_sae(folder, device)
         if sae.cfg.hook in saes:
             raise ToolkitError(f"two SAEs in '{run_dir}' read {sae.cfg.hook}; keep one per hook")

@@ -19,7 +19,8 @@ HELP = "steered generation: add s times SAE feature directions at chosen layers 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="", help="model name or folder (default: the SAE's cfg.json)")
     p.add_argument("--sae", action="append", required=True, metavar="DIR",
-                   help="SAE folder; repeat with --feature once each to steer at several layers")
+                   help="SAE folder (or a `sae train` run folder holding one SAE); repeat with --feature once each to steer at "
+                        "several layers")
     p.add_argument("--feature", action="append", type=int, required=True, metavar="N", help="latent index per --sae")
     p.add_argument("--scale", type=float, required=True, help="s: added as s times each unit-norm decoder direction, in the activation's own units "
                         "(compare with the residual norm at that layer)")
@@ -69,14 +70,14 @@ def _print_metrics(label: str, report: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     from activations.models import load_model
     from sae.data import eval_contexts
-    from sae.io import load_sae
+    from sae.io import load_sae, one_sae_folder
     if not math.isfinite(args.scale):
         raise ToolkitError(f"--scale {args.scale} is not a finite number")
     if args.controls < 1:
         raise ToolkitError(f"--controls {args.controls}: give at least 1 random-direction control")
     if len(args.sae) != len(args.feature):
         raise ToolkitError(f"give one --feature per --sae ({len(args.sae)} SAEs, {len(args.feature)} features)")
-    saes = [load_sae(d, args.device) for d in args.sae]
+    saes = [load_sae(one_sae_folder(d), args.device) for d in args.sae]
     for sae, feature in zip(saes, args.feature):
         if not 0 <= feature < sae.d_sae:
             raise ToolkitError(f"feature {feature} is out of range for {sae.cfg.hook} (d_sae {sae.d_sae})")

@@ -30,7 +30,7 @@ from circuits.dashboard.logits import logit_effects, writes_residual
 from circuits.dashboard.neighbours import read_neighbours
 from circuits.dashboard.schema import INDEX_SCHEMA, SCHEMA
 from circuits.dashboard.stats import FeatureStats
-from sae.io import load_sae
+from sae.io import load_sae, one_sae_folder
 
 
 @dataclass
@@ -175,7 +175,8 @@ def build_dashboard(cfg: DashboardConfig) -> Path:
     """Compute and write the dashboard described by ``cfg``; returns the output folder."""
     out = Path(cfg.out)
     _check_out(out, cfg.overwrite)
-    sae = load_sae(cfg.sae)
+    sae_folder = one_sae_folder(cfg.sae)
+    sae = load_sae(sae_folder)
     store = ActivationStore(cfg.acts)
     hook = sae.cfg.hook
     store.check_hooks([hook])
@@ -199,7 +200,7 @@ def build_dashboard(cfg: DashboardConfig) -> Path:
     hook_out = sae.cfg.hook_out or hook
     logits = (logit_effects(sae.W_dec[chosen].detach(), model, cfg.logits)
               if writes_residual(hook_out) and sae.d_out == model.dims.d_model else None)
-    meta = {"schema": INDEX_SCHEMA, "model": store.model_name, "hook": hook, "sae": Path(cfg.sae).resolve().name,
+    meta = {"schema": INDEX_SCHEMA, "model": store.model_name, "hook": hook, "sae": sae_folder.resolve().name,
             "n_tokens": stats.n_tokens, "context_length": store.manifest.get("dataset", {}).get("context"),
             "dataset": str(store.manifest.get("dataset", {}).get("name", "")),
             "settings": {k: v for k, v in asdict(cfg).items() if k not in ("sae", "acts", "out", "progress")}}

@@ -11,7 +11,7 @@ from sae.commands.harvest import parse_count
 from sae.config import NON_NEGATIVE, POSITIVE, UNIT, check_number
 from sae.data import check_context, check_source_model, eval_contexts, model_for, open_source
 from sae.evaluate import format_table, reconstruction_scores, splice_scores
-from sae.io import load_sae
+from sae.io import load_sae, sae_folders
 from sae.trainer import resolve_device
 
 NAME = "eval"
@@ -19,7 +19,7 @@ HELP = "evaluate saved SAEs: L0, FVU, dead/dense fractions, CE and KL loss recov
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sae_dirs", nargs="+", metavar="SAE_DIR", help="SAE folders (cfg.json + sae_weights.safetensors)")
+    p.add_argument("sae_dirs", nargs="+", metavar="SAE_DIR", help="SAE folders (cfg.json + sae_weights.safetensors), or `sae train` run folders: every SAE in them")
     p.add_argument("--acts", default="", help="activation store (default: harvest on the fly from the model)")
     p.add_argument("--model", default="", help="model for CE/KL and on-the-fly activations (default: from cfg.json)")
     p.add_argument("--dataset", default="tinyworld", help="token data for on-the-fly activations and CE/KL")
@@ -59,7 +59,8 @@ def _model_of(saes: dict, asked: str) -> str:
 def run(args: argparse.Namespace) -> int:
     _check_numbers(args)
     device = resolve_device(args.device)
-    saes = {str(Path(d)): load_sae(d, device) for d in args.sae_dirs}
+    folders = dict.fromkeys(f for d in args.sae_dirs for f in sae_folders(d))
+    saes = {str(f): load_sae(f, device) for f in folders}
     model_name = _model_of(saes, args.model)
     if not args.acts and not model_name:
         raise ToolkitError("the SAE's cfg.json names no model; pass --model or --acts")

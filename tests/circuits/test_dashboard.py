@@ -210,6 +210,24 @@ def test_existing_dashboard_needs_overwrite_and_tokens_limit(setup, tmp_path):
     assert _record(out, 5)["n_tokens"] == 1500 and not (out / "data" / "4.json").exists()
 
 
+
+def test_a_run_folder_of_one_sae_stands_for_it(setup, tmp_path, capsys):
+    """`sae dashboard RUN` works when RUN/saes holds one SAE (the same records as naming it), and
+    lists the SAEs to choose from when it holds several."""
+    import shutil
+    acts, sae = setup
+    shutil.copytree(sae, tmp_path / "run" / "saes" / "only")
+    flags = ["--acts", acts, "--features", "3", "--no-progress"]
+    assert main(["dashboard", str(tmp_path / "run"), *flags, "--out", str(tmp_path / "by_run")]) == 0
+    assert main(["dashboard", sae, *flags, "--out", str(tmp_path / "by_sae")]) == 0
+    strip = lambda r: {k: v for k, v in r.items() if k != "sae"}
+    assert strip(_record(tmp_path / "by_run", 3)) == strip(_record(tmp_path / "by_sae", 3))
+    shutil.copytree(sae, tmp_path / "run" / "saes" / "other")
+    capsys.readouterr()
+    assert main(["dashboard", str(tmp_path / "run"), *flags, "--out", str(tmp_path / "two")]) == 2
+    err = capsys.readouterr().err
+    assert "holds 2 SAEs; pass one of them:" in err and "saes/only" in err and not (tmp_path / "two").exists()
+
 @pytest.mark.parametrize("files, words", [
     ({"summary.json": "[]", "flow.csv": "layer,hook\n"}, "no 'blocks' object"),
     ({"summary.json": '{"blocks": {}}', "flow.csv": "hook,feature\nx,1\n"}, "flow.csv' is damaged"),

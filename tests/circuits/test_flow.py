@@ -65,6 +65,17 @@ def test_planted_features_get_their_classes(tmp_path):
     assert int(persists[0]) == 0 and flows[0].similarity[0, 0] == pytest.approx(1.0, abs=1e-5)
 
 
+
+def test_a_run_folder_stands_for_the_saes_in_it(tmp_path):
+    """feature_flow([RUN]) classifies as feature_flow(RUN/saes/*): a `sae train` run over the
+    four hooks of a block can be passed whole."""
+    folders = _planted(tmp_path / "run" / "saes")
+    config = FlowConfig(Thresholds(resid=0.5, module=0.5))
+    _, by_run = feature_flow([tmp_path / "run"], config)
+    _, by_folder = feature_flow(folders, config)
+    assert len(by_run) == 1 and torch.equal(by_run[0].classes, by_folder[0].classes)
+    assert torch.equal(by_run[0].index, by_folder[0].index)
+
 def test_classify_picks_the_more_similar_module_and_respects_thresholds():
     sim = torch.tensor([[0.9, 0.6, 0.7], [0.2, 0.8, 0.6], [0.9, 0.1, 0.2], [0.3, 0.3, 0.3]])
     names = [CLASSES[int(c)] for c in classify(sim, Thresholds(0.5, 0.5))]

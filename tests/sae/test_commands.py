@@ -60,6 +60,20 @@ def test_eval_prints_a_table_for_several_saes(sae_run, store, tmp_path, capsys):
     assert set(scores) == set(dirs) and all("ce_loss_recovered" in s for s in scores.values())
 
 
+
+def test_eval_of_a_run_folder_scores_every_sae_in_it(sae_run, store, tmp_path, capsys):
+    """`sae eval RUN` is `sae eval RUN/saes/*`: the same rows, the same scores."""
+    run, _ = sae_run
+    dirs = sorted(str(p) for p in (run / "saes").iterdir())
+    flags = ["--acts", store, "--tokens", "2048", "--contexts", "0"]
+    assert main(["eval", str(run), *flags, "--json", str(tmp_path / "run.json")]) == 0
+    assert main(["eval", *dirs, *flags, "--json", str(tmp_path / "dirs.json")]) == 0
+    assert json.loads((tmp_path / "run.json").read_text()) == json.loads((tmp_path / "dirs.json").read_text())
+    assert len(json.loads((tmp_path / "run.json").read_text())) == 2
+    capsys.readouterr()
+    assert main(["eval", store, *flags]) == 2
+    assert capsys.readouterr().err.strip().endswith("holds none; pass an SAE folder or a `sae train` run folder")
+
 def test_transcoder_with_skip_from_the_command_line(store, tmp_path):
     run = tmp_path / "tc"
     assert main(["train", "--acts", store, "--out", str(run), "--hook", HOOKS[1], "--hook-out", HOOKS[2],

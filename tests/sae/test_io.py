@@ -14,7 +14,7 @@ from activations.errors import ToolkitError
 from sae.architectures import ARCHITECTURES, StepContext, build
 from sae.cli import main
 from sae.config import SAEConfig
-from sae.io import load_log_density, load_pretrained, load_sae, save_sae
+from sae.io import load_log_density, load_pretrained, load_sae, one_sae_folder, sae_folders, save_sae
 
 D_IN, D_SAE, D_OUT = 16, 40, 10
 HOOK = "blocks.3.hook_resid_pre"
@@ -165,6 +165,26 @@ def test_legacy_saelens_config_loads(tmp_path):
     assert torch.allclose(sae(x), saelens_reference(weights, {"architecture": "standard",
                                                              "apply_b_dec_to_input": True}, x)[1], atol=1e-5)
 
+
+
+def test_sae_folders_finds_the_saes_a_path_names(tmp_path):
+    """An SAE folder names itself; a run folder names its saes/, a folder of SAE folders its
+    children (sorted); anything else is refused in one line, and so is a choice among several."""
+    for name in ("b", "a"):
+        saelens_folder(tmp_path / "run" / "saes" / name, "standard")
+    (tmp_path / "run" / "saes" / "notes").mkdir()
+    found = [tmp_path / "run" / "saes" / name for name in ("a", "b")]
+    assert sae_folders(found[1]) == [found[1]]
+    assert sae_folders(tmp_path / "run") == found == sae_folders(tmp_path / "run" / "saes")
+    assert one_sae_folder(found[0]) == found[0]
+    with pytest.raises(ToolkitError, match="holds 2 SAEs; pass one of them: .*saes/a, .*saes/b$"):
+        one_sae_folder(tmp_path / "run")
+    with pytest.raises(ToolkitError, match="does not exist"):
+        sae_folders(tmp_path / "missing")
+    with pytest.raises(ToolkitError, match="is a file"):
+        sae_folders(found[0] / "cfg.json")
+    with pytest.raises(ToolkitError, match="is not an SAE folder .* and holds none"):
+        sae_folders(tmp_path / "run" / "saes" / "notes")
 
 def test_bad_folders_are_refused(tmp_path):
     with pytest.raises(ToolkitError, match="is not an SAE folder"):
