@@ -21,6 +21,8 @@ class OnTheFlySource:
     The buffer holds ``buffer_tokens`` rows per hook (float32). Each round the buffer is
     shuffled, its first half is served, and those rows are replaced by fresh activations, so
     every batch mixes tokens from many contexts. ``mean_norm`` is measured on the first fill.
+    The shuffle moves indices, not rows: ``_order[j]`` is the storage row of buffer row ``j``,
+    so a round copies only the rows it serves and the fresh ones.
 
     Args:
         model: a ``LoadedModel`` or a name for ``load_model``.
@@ -44,6 +46,7 @@ class OnTheFlySource:
         self._contexts = self.data.iter_contexts()
         self._next_context = 0
         self._buffer = self._harvest(buffer_tokens)
+        self._order = torch.arange(len(self._buffer["token_ids"]))
         self.mean_norm = {h: float(self._buffer[h].norm(dim=-1).mean()) for h in self.hooks}
 
     def batches(self, batch_size: int, hooks: list[str] | None = None, seed: int = 0,
@@ -55,12 +58,13 @@ class OnTheFlySource:
         half = max(batch_size, self.buffer_tokens // 2 // batch_size * batch_size)
         rounds = 0
         while epochs is None or rounds < epochs:
-            perm = torch.randperm(len(self._buffer["token_ids"]), generator=gen)
-            self._buffer = {k: v[perm] for k, v in self._buffer.items()}
+            self._order = self._order[torch.randperm(len(self._order), generator=gen)]
             for i in range(0, half, batch_size):
-                yield {k: self._buffer[k][i:i + batch_size] for k in hooks + _WHERE}
-            fresh = self._harvest(half)
-            self._buffer = {k: torch.cat([fresh[k], v[half:]]) for k, v in self._buffer.items()}
+                rows = self._order[i:i + batch_size]
+                yield {k: self._buffer[k][rows] for k in hooks + _WHERE}
+            fresh, served = self._harvest(half), self._order[:half]
+            for k, v in self._buffer.items():
+                v[served] = fresh[k]
             rounds += 1
 
     def _harvest(self, n_rows: int) -> dict[str, torch.Tensor]:
@@ -68,15 +72,18 @@ class OnTheFlySource:
         got = 0
         while got < n_rows:
             tokens = torch.tensor(list(islice(self._contexts, self.batch_contexts)), dtype=torch.long)
-            keep = (tokens != self.data.bos) if self.exclude_bos else torch.ones_like(tokens, dtype=torch.bool)
-            keep = keep.reshape(-1)
+            keep = (tokens != self.data.bos).reshape(-1) if self.exclude_bos else None
+
+            def kept(rows: torch.Tensor) -> torch.Tensor:  # no copy when every row is kept
+                return rows if keep is None else rows[keep.to(rows.device)]
+
             acts = self.model.capture(tokens, self.hooks)
             for h in self.hooks:
-                parts[h].append(acts[h].reshape(-1, self.widths[h])[keep.to(acts[h].device)].float().cpu())
+                parts[h].append(kept(acts[h].reshape(-1, self.widths[h])).float().cpu())
             n, length = tokens.shape
             first, self._next_context = self._next_context, self._next_context + n
-            parts["token_ids"].append(tokens.reshape(-1)[keep])
-            parts["sequence_ids"].append(torch.arange(first, first + n)[:, None].expand(n, length).reshape(-1)[keep])
-            parts["positions"].append(torch.arange(length).expand(n, length).reshape(-1)[keep])
-            got += int(keep.sum())
+            parts["token_ids"].append(kept(tokens.reshape(-1)))
+            parts["sequence_ids"].append(kept(torch.arange(first, first + n)[:, None].expand(n, length).reshape(-1)))
+            parts["positions"].append(kept(torch.arange(length).expand(n, length).reshape(-1)))
+            got += len(parts["token_ids"][-1])
         return {k: torch.cat(v)[:n_rows] for k, v in parts.items()}
