@@ -88,8 +88,8 @@ def _buffer_shuffle(docs: Iterator[str], rng: random.Random) -> Iterator[str]:
 
 def _read_local(path: Path, text_field: str) -> Iterator[str]:
     if not path.is_file():
-        raise ToolkitError(f"dataset file '{path}' does not exist; pass an existing .txt, .jsonl or "
-                           f".parquet file, '{EMBEDDED}', or a HuggingFace dataset name")
+        raise ToolkitError(f"dataset file '{path}' {'is a folder' if path.is_dir() else 'does not exist'}; pass an "
+                           f"existing .txt, .jsonl or .parquet file, '{EMBEDDED}', or a HuggingFace dataset name")
     if path.suffix not in LOCAL_SUFFIXES:
         raise ToolkitError(f"dataset file '{path}' has an unsupported type; use .txt, .jsonl or .parquet")
     try:

@@ -265,6 +265,7 @@ _TRAIN_RULES: dict[str, Rule] = {
 
 
 _TABLES = ("sae", "coders", "sweep")  # TrainConfig fields that hold coder fields
+COMMAND_LINE = "the command line"  # where load_config's overrides come from, for error messages
 
 
 def field_names(cls) -> list[str]:
@@ -366,12 +367,12 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if name not in settable:
             raise ToolkitError(f"unknown config field '{name}'; valid fields: {', '.join(settable)}")
         if name in field_names(TrainConfig):
-            raw[name] = value
+            raw[name] = _coerce(TrainConfig, name, value, COMMAND_LINE)
         elif isinstance(value, list) and name != "matryoshka_prefixes":
-            raw["sweep"][name] = value
+            raw["sweep"][name] = [_coerce(SAEConfig, name, v, COMMAND_LINE) for v in value]
             raw["sae"].pop(name, None)
         else:
-            raw["sae"][name] = value
+            raw["sae"][name] = _coerce(SAEConfig, name, value, COMMAND_LINE)
             raw["sweep"].pop(name, None)
     return config_from_dict(raw, where)
 

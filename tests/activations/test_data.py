@@ -58,6 +58,9 @@ def test_contexts_are_packed_with_bos(tmp_path, toy_gpt2_dir):
 def test_bad_sources_give_one_line_errors(tmp_path):
     with pytest.raises(ToolkitError, match="does not exist"):
         next(iter_texts(DatasetSpec(str(tmp_path / "missing.jsonl"))))
+    (tmp_path / "texts.txt").mkdir()
+    with pytest.raises(ToolkitError, match="'.*texts.txt' is a folder; pass an existing .txt"):
+        next(iter_texts(DatasetSpec(str(tmp_path / "texts.txt"))))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"body": "x"}\n')
     with pytest.raises(ToolkitError, match=r"bad.jsonl:1 .*'text' field"):

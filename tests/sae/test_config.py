@@ -95,6 +95,19 @@ def test_override_typo_and_wrong_type_are_refused():
         load_config(None, {"k": "many"})
 
 
+def test_a_wrong_type_names_where_the_value_came_from(run_toml, tmp_path):
+    """A bad --set value is the command line's, even on top of a config file; a bad value in
+    the file is the file's."""
+    with pytest.raises(ToolkitError, match="'batch_size' in the command line must be int, got 'abc'"):
+        load_config(run_toml, {"batch_size": "abc"})
+    with pytest.raises(ToolkitError, match="'k' in the command line must be int, got 'a'"):
+        load_config(None, {"k": [4, "a"]})
+    path = tmp_path / "bad.toml"
+    path.write_text('batch_size = "x"\n')
+    with pytest.raises(ToolkitError, match=f"'batch_size' in {path} must be int"):
+        load_config(path, {"k": 8})
+
+
 def test_resolved_fills_width_lr_and_prefixes():
     cfg = SAEConfig(architecture="matryoshka", expansion_factor=8).resolved(64, 64)
     assert cfg.d_in == 64 and cfg.d_sae == 512
