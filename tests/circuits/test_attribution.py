@@ -9,8 +9,7 @@ import torch
 
 from activations.corpus.names import ALL_NAMES
 from activations.errors import ToolkitError
-from circuits.attribution import (SplicedModel, attribute, check_against_patching, logit_diff, patch_effects,
-                                  rank_correlation)
+from circuits.attribution import SplicedModel, attribute, check_against_patching, logit_diff, rank_correlation
 from circuits.commands.circuit import load_saes
 from circuits.datasets import (BUILTIN, load_examples, read_examples, shift_examples, tokenize_pairs,
                                train_test_split)
