@@ -5,6 +5,8 @@ A dataset is named by one string:
 - ``"tinyworld"``: the embedded generator (``activations.corpus``), infinite;
 - a local file: ``.txt`` (documents separated by blank lines), ``.jsonl`` (one JSON object
   per line, text in ``text_field``) or ``.parquet`` (column ``text_field``);
+- a local folder: every such file in it and its subfolders (a downloaded hub dataset's
+  ``data/*.parquet`` shards, say), read in a seeded file order each epoch;
 - anything else: a HuggingFace dataset name (``Skylion007/openwebtext``,
   ``NeelNanda/pile-10k``), streamed.
 
@@ -54,17 +56,40 @@ def iter_texts(spec: DatasetSpec) -> Iterator[str]:
         yield from iter_documents(seed=spec.seed, split=spec.split)
         return
     path = Path(spec.name).expanduser()
-    if path.suffix in LOCAL_SUFFIXES or path.exists():
-        yield from _repeat_epochs(lambda: _read_local(path, spec.text_field), spec.seed, str(path))
+    if path.is_dir():
+        files = _folder_files(path)
+        yield from _repeat_epochs(lambda rng: (doc for f in _shuffled(files, rng)
+                                               for doc in _read_local(f, spec.text_field)), spec.seed, str(path))
         return
-    yield from _repeat_epochs(lambda: _stream_hub(spec), spec.seed, spec.name)
+    if path.suffix in LOCAL_SUFFIXES or path.exists():
+        yield from _repeat_epochs(lambda rng: _read_local(path, spec.text_field), spec.seed, str(path))
+        return
+    yield from _repeat_epochs(lambda rng: _stream_hub(spec), spec.seed, spec.name)
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """The dataset files in ``folder`` and its subfolders (hidden ones left out), sorted."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix in LOCAL_SUFFIXES and p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    if not files:
+        raise ToolkitError(f"dataset folder '{folder}' holds no .txt, .jsonl or .parquet file; pass a folder of "
+                           "them, one such file, or a HuggingFace dataset name")
+    return files
+
+
+def _shuffled(files: list[Path], rng: random.Random) -> list[Path]:
+    order = list(files)
+    rng.shuffle(order)
+    return order
 
 
 def _repeat_epochs(open_docs, seed: int, label: str) -> Iterator[str]:
+    """``open_docs(rng)`` once per epoch, shuffled with a buffer; ``rng`` is the epoch's own."""
     epoch = 0
     while True:
         n = 0
-        for doc in _buffer_shuffle(open_docs(), random.Random(f"{seed}:{epoch}")):
+        for doc in _buffer_shuffle(open_docs(random.Random(f"{seed}:{epoch}:files")),
+                                   random.Random(f"{seed}:{epoch}")):
             n += 1
             yield doc
         if n == 0:
@@ -88,8 +113,8 @@ def _buffer_shuffle(docs: Iterator[str], rng: random.Random) -> Iterator[str]:
 
 def _read_local(path: Path, text_field: str) -> Iterator[str]:
     if not path.is_file():
-        raise ToolkitError(f"dataset file '{path}' {'is a folder' if path.is_dir() else 'does not exist'}; pass an "
-                           f"existing .txt, .jsonl or .parquet file, '{EMBEDDED}', or a HuggingFace dataset name")
+        raise ToolkitError(f"dataset file '{path}' does not exist; pass an existing .txt, .jsonl or .parquet file "
+                           f"or a folder of them, '{EMBEDDED}', or a HuggingFace dataset name")
     if path.suffix not in LOCAL_SUFFIXES:
         raise ToolkitError(f"dataset file '{path}' has an unsupported type; use .txt, .jsonl or .parquet")
     try:

@@ -31,6 +31,31 @@ def test_local_files_yield_every_document_once_per_epoch(tmp_path):
         assert sorted(second_epoch) == sorted(DOCS) and second_epoch != first_epoch
 
 
+
+def test_a_folder_serves_every_dataset_file_in_it(tmp_path):
+    """A folder (a downloaded hub dataset's shards, say) is every .txt/.jsonl/.parquet file in
+    it and its subfolders, each document once per epoch, in a seeded order; hidden folders and
+    other files are left out."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "one.txt").write_text("\n\n".join(DOCS[:15]) + "\n")
+    (tmp_path / "b" / "deep").mkdir(parents=True)
+    (tmp_path / "b" / "deep" / "two.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in DOCS[15:30]))
+    pq.write_table(pa.table({"text": DOCS[30:]}), tmp_path / "three.parquet")
+    (tmp_path / "README.md").write_text("not a document")
+    (tmp_path / ".cache").mkdir()
+    (tmp_path / ".cache" / "stale.txt").write_text("a hidden file's text")
+    stream = iter_texts(DatasetSpec(str(tmp_path), seed=3))
+    first, second = [next(stream) for _ in DOCS], [next(stream) for _ in DOCS]
+    assert sorted(first) == sorted(DOCS) == sorted(second) and first != second
+    again = iter_texts(DatasetSpec(str(tmp_path), seed=3))
+    assert [next(again) for _ in DOCS] == first
+    other = iter_texts(DatasetSpec(str(tmp_path), seed=4))
+    assert [next(other) for _ in DOCS] != first
+    (tmp_path / "empty" / ".git").mkdir(parents=True)
+    (tmp_path / "empty" / ".git" / "x.txt").write_text("hidden")
+    with pytest.raises(ToolkitError, match="dataset folder '.*empty' holds no .txt, .jsonl or .parquet file"):
+        next(iter_texts(DatasetSpec(str(tmp_path / "empty"))))
+
 def test_order_is_fixed_by_seed(tmp_path):
     path = _write_all(tmp_path)[0]
     take = lambda seed: [next(s) for s in [iter_texts(DatasetSpec(str(path), seed=seed))] for _ in range(20)]
@@ -58,9 +83,6 @@ def test_contexts_are_packed_with_bos(tmp_path, toy_gpt2_dir):
 def test_bad_sources_give_one_line_errors(tmp_path):
     with pytest.raises(ToolkitError, match="does not exist"):
         next(iter_texts(DatasetSpec(str(tmp_path / "missing.jsonl"))))
-    (tmp_path / "texts.txt").mkdir()
-    with pytest.raises(ToolkitError, match="'.*texts.txt' is a folder; pass an existing .txt"):
-        next(iter_texts(DatasetSpec(str(tmp_path / "texts.txt"))))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"body": "x"}\n')
     with pytest.raises(ToolkitError, match=r"bad.jsonl:1 .*'text' field"):
