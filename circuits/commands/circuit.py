@@ -20,7 +20,8 @@ HELP = "sparse feature circuit (Marks et al. 2024): node and edge attribution, f
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="ioi, ioi_abc, sva_simple, sva_pp, sva_rc, or a .json/.jsonl file of "
                    "{clean_prefix, clean_answer, patch_prefix, patch_answer} objects")
-    p.add_argument("--saes", required=True, metavar="RUN_DIR", help="folder of SAE folders (a run's saes/ dir works)")
+    p.add_argument("--saes", required=True, metavar="RUN_DIR",
+                   help="a `sae train` run folder, a folder of SAE folders, or one SAE folder")
     p.add_argument("--model", default="", help="model name or folder (default: the SAEs' cfg.json model_name)")
     p.add_argument("--out", required=True, help="output folder for circuit.json, circuit.html (and circuit.svg)")
     p.add_argument("--examples", type=int, default=64, help="examples drawn (half discover, half evaluate)")
