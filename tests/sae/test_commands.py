@@ -74,6 +74,32 @@ def test_eval_of_a_run_folder_scores_every_sae_in_it(sae_run, store, tmp_path, c
     assert main(["eval", store, *flags]) == 2
     assert capsys.readouterr().err.strip().endswith("holds none; pass an SAE folder or a `sae train` run folder")
 
+
+def test_inspect_summarises_a_run_folder_and_refuses_broken_weights(sae_run, tmp_path, capsys):
+    """`sae inspect RUN` loads every SAE and prints one row each, with the run's eval.json
+    scores; NaN weights and a folder that is neither a store nor SAEs are one-line errors."""
+    from safetensors.torch import load_file, save_file
+    run, _ = sae_run
+    scores = json.loads((run / "eval.json").read_text())
+    assert main(["inspect", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"2 SAEs in {run}; weights loaded and finite"
+    assert lines[1].split()[:3] == ["sae", "hooks", "architecture"]
+    for line, name in zip(lines[2:], sorted(scores), strict=True):
+        cells = line.split()
+        assert cells[:3] == [name, HOOKS[0], "topk"] and cells[4] == str(scores[name]["k"])
+        assert cells[6:8] == [f"{scores[name]['l0']:.1f}", f"{scores[name]['fvu']:.4f}"]
+    broken = tmp_path / "broken"
+    shutil.copytree(run / "saes" / sorted(scores)[0], broken)
+    weights = load_file(broken / "sae_weights.safetensors")
+    weights["W_dec"][3, 1] = float("nan")
+    save_file(weights, broken / "sae_weights.safetensors")
+    assert main(["inspect", str(broken)]) == 2
+    assert "contain NaN or inf (W_dec); train it again" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["inspect", str(tmp_path / "empty")]) == 2
+    assert "is neither an activation store (no manifest.json) nor an SAE folder" in capsys.readouterr().err
+
 def test_transcoder_with_skip_from_the_command_line(store, tmp_path):
     run = tmp_path / "tc"
     assert main(["train", "--acts", store, "--out", str(run), "--hook", HOOKS[1], "--hook-out", HOOKS[2],
