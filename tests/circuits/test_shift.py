@@ -26,7 +26,7 @@ def test_shift_removes_the_spurious_cue(tiny_saes):
     from activations.models import load_model
     model = load_model("tiny", device="cpu")
     spliced = SplicedModel(model, load_saes(next(iter(tiny_saes.values())).parent))
-    train = encode_texts(model, shift_examples(96, seed=0))
+    train = encode_texts(model, shift_examples(256, seed=0))
     test = encode_texts(model, shift_examples(384, seed=1, balanced=True))
     judge = encode_texts(model, shift_examples(32, seed=2, balanced=True))
     probe = train_probe(pooled(spliced, train, HOOK)[0], train.label)
