@@ -14,7 +14,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, version
 
 from activations.errors import ToolkitError
 
@@ -37,8 +37,16 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see '{self.prog} --help')\n")
 
 
+def _version() -> str:
+    try:
+        return version("sae-toolkit")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="sae", description="Sparse-autoencoder interpretability toolkit.")
+    parser.add_argument("--version", action="version", version=f"sae-toolkit {_version()}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     for module in _verb_modules():
         sub = verbs.add_parser(module.NAME, help=module.HELP, description=module.HELP)

@@ -282,6 +282,13 @@ def test_eval_refuses_other_models_and_bad_numbers(sae_run, store, tmp_path, cap
     assert not (tmp_path / "x.json").exists()
 
 
+def test_version_names_the_installed_package(capsys):
+    from importlib.metadata import version
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"sae-toolkit {version('sae-toolkit')}"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "--tokens", "abc"], "error: sae train: argument --tokens: 'abc' is not a count"),
     (["bogus"], "error: sae: argument VERB: invalid choice: 'bogus'"),
