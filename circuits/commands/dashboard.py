@@ -12,7 +12,8 @@ HELP = "write an HTML page and a JSON record per feature (density, contexts, log
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = DashboardConfig(sae="", acts="")
-    parser.add_argument("sae", metavar="SAE_DIR", help="SAE folder (SAELens layout), or a `sae train` run folder holding one SAE")
+    parser.add_argument("sae", metavar="SAE_DIR",
+                        help="SAE folder (SAELens layout), or a `sae train` run folder holding one SAE")
     parser.add_argument("--acts", required=True, help="activation store harvested for the SAE's hook")
     parser.add_argument("--out", default=defaults.out, help="output folder (default: %(default)s)")
     parser.add_argument("--features", default=defaults.features, help='e.g. 0:500, "3,7,10:20" or all '

@@ -19,8 +19,8 @@ HELP = "feature flow across layers: classify residual features by their predeces
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sae_dirs", nargs="+", metavar="SAE_DIR",
-                   help="SAE folders on resid_pre/resid_post, attn_out and mlp_out of consecutive blocks, or `sae train` run "
-                        "folders holding them")
+                   help="SAE folders on resid_pre/resid_post, attn_out and mlp_out of consecutive blocks, or "
+                        "`sae train` run folders holding them")
     p.add_argument("--out", required=True, help="output folder (flow.csv, summary.json, graphs.json, flow.html)")
     p.add_argument("--resid-threshold", type=float, default=Thresholds.resid, help="t_r: residual predecessor cosine")
     p.add_argument("--module-threshold", type=float, default=Thresholds.module, help="t_m: attn/MLP predecessor cosine")

@@ -19,8 +19,8 @@ HELP = "steered generation: add s times SAE feature directions at chosen layers 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="", help="model name or folder (default: the SAE's cfg.json)")
     p.add_argument("--sae", action="append", required=True, metavar="DIR",
-                   help="SAE folder (or a `sae train` run folder holding one SAE); repeat with --feature once each to steer at "
-                        "several layers")
+                   help="SAE folder (or a `sae train` run folder holding one SAE); repeat with --feature once "
+                        "each to steer at several layers")
     p.add_argument("--feature", action="append", type=int, required=True, metavar="N", help="latent index per --sae")
     p.add_argument("--scale", type=float, required=True, help="s: added as s times each unit-norm decoder direction, in the activation's own units "
                         "(compare with the residual norm at that layer)")

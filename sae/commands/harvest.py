@@ -33,8 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hooks", required=True, help="comma-separated hook names, e.g. blocks.1.hook_resid_post")
     p.add_argument("--tokens", type=parse_count, default=2_000_000, help="tokens to harvest (2M, 500k, ...)")
     p.add_argument("--out", required=True, help="store folder")
-    p.add_argument("--dataset", default=EMBEDDED, help=f"'{EMBEDDED}', a .txt/.jsonl/.parquet file or a folder of them, "
-                   "or a HF dataset")
+    p.add_argument("--dataset", default=EMBEDDED,
+                   help=f"'{EMBEDDED}', a .txt/.jsonl/.parquet file or a folder of them, or a HF dataset")
     p.add_argument("--text-field", default="text", help="text field of jsonl/parquet/HF datasets")
     p.add_argument("--seed", type=int, default=0, help="fixes the document order")
     p.add_argument("--context", type=int, default=None, help="context length (default min(128, n_ctx))")
