@@ -20,7 +20,8 @@ HELP = "evaluate saved SAEs: L0, FVU, dead/dense fractions, CE and KL loss recov
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sae_dirs", nargs="+", metavar="SAE_DIR",
-                   help="SAE folders (cfg.json + sae_weights.safetensors), or `sae train` run folders: every SAE in them")
+                   help="SAE folders (cfg.json + sae_weights.safetensors), or `sae train` run folders: every "
+                        "SAE in them")
     p.add_argument("--acts", default="", help="activation store (default: harvest on the fly from the model)")
     p.add_argument("--model", default="", help="model for CE/KL and on-the-fly activations (default: from cfg.json)")
     p.add_argument("--dataset", default="tinyworld", help="token data for on-the-fly activations and CE/KL")
