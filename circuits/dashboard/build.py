@@ -163,10 +163,10 @@ def _write(folder: Path, meta: dict, records: list[dict]) -> None:
         f = record["feature"]
         (folder / "data" / f"{f}.json").write_text(json.dumps(record))
         (folder / "features" / f"{f}.html").write_text(render.feature_page(record, links), encoding="utf-8")
-        top = record["top_contexts"][0] if record["top_contexts"] else {"tokens": []}
+        top = record["top_contexts"][0] if record["top_contexts"] else None
         logits = record["logit_effects"]["positive"][:5] if record["logit_effects"] else []
         rows.append({"feature": f, "density": record["density"], "max_activation": record["max_activation"],
-                     "top_logits": [t["token"] for t in logits], "top_text": "".join(top["tokens"])})
+                     "top_logits": [t["token"] for t in logits], "top_context": top})
     (folder / "index.html").write_text(render.index_page(meta, rows), encoding="utf-8")
     (folder / "dashboard.json").write_text(json.dumps({**meta, "features": [r["feature"] for r in records]}, indent=1))
 

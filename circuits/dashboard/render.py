@@ -25,7 +25,7 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .ctx{font-family:ui-monospace,monospace;white-space:pre;overflow-x:auto;margin:2px 0;padding:3px 4px;
 background:#fafafa;border-radius:3px}.tok{border-radius:2px}.focus{outline:1px solid #c40;font-weight:bold}
 .plot{height:260px}th button{font:inherit;border:0;background:none;cursor:pointer;padding:0;text-decoration:underline}
-#search{width:24em;padding:4px;margin:.5em 0}
+#search{width:24em;padding:4px;margin:.5em 0}.lg{white-space:pre;font-family:ui-monospace,monospace}
 """
 
 
@@ -165,15 +165,25 @@ _INDEX_JS = """
 """
 
 
+def _logit_tokens(tokens: list[str]) -> str:
+    """Tokens as Python reprs (spaces show), each kept on one line."""
+    return " ".join(f'<span class="lg">{esc(repr(t))}</span>' for t in tokens)
+
+
+def _top_context(context: dict | None, scale: float) -> str:
+    return render_context(context, scale) if context else '<span class="meta">never fired</span>'
+
+
 def index_page(meta: dict, rows: list[dict]) -> str:
-    """The index: ``rows`` of {feature, density, max_activation, top_logits [str], top_text}."""
+    """The index: ``rows`` of {feature, density, max_activation, top_logits [str], top_context
+    (the feature's highest-activating Context, or None), shaded like the feature pages}."""
     lines = []
     for r in rows:
         f = r["feature"]
         lines.append(f'<tr data-feature="{f}" data-density="{r["density"]:.6g}" data-max="{r["max_activation"]:.6g}">'
                      f'<td><a href="features/{f}.html">{f}</a></td><td class="num">{r["density"]:.3g}</td>'
-                     f'<td class="num">{r["max_activation"]:.4g}</td><td>{esc(" ".join(map(repr, r["top_logits"])))}</td>'
-                     f'<td class="ctx">{esc(_token_text(r["top_text"]))}</td></tr>')
+                     f'<td class="num">{r["max_activation"]:.4g}</td><td>{_logit_tokens(r["top_logits"])}</td>'
+                     f'<td>{_top_context(r["top_context"], r["max_activation"])}</td></tr>')
     densities = {"log10_density": [math.log10(r["density"]) for r in rows if r["density"] > 0]}
     body = f"""<h1>{esc(meta['sae'])}</h1>
 <p class="meta">{esc(meta['model'])} \u00b7 {esc(meta['hook'])} \u00b7 {len(rows)} features \u00b7 {meta['n_tokens']:,} tokens</p>

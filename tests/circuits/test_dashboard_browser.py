@@ -41,6 +41,25 @@ def test_index_loads_plots_sorts_and_searches(dash):  # noqa: F811
     assert result["dens"] == sorted(result["dens"]) and result["hidden"] == 25
 
 
+
+def test_index_marks_the_token_each_feature_fires_most_on(dash):  # noqa: F811
+    """Each index row shows its feature's top context shaded, with the top token marked (the
+    context's focus), as the feature page does."""
+    action = """window.__result = Array.prototype.map.call(document.querySelectorAll('#features tbody tr'),
+      function (r) { var f = r.querySelector('.ctx .tok.focus');
+                     return [r.getAttribute('data-feature'), f ? f.textContent : null,
+                             r.querySelectorAll('.ctx .tok').length]; });"""
+    report, _ = load_page(dash / "index.html", action)
+    assert report["errors"] == [] and len(report["result"]) == 25
+    for feature, focus, n_tokens in report["result"]:
+        record = json.loads((dash / "data" / f"{feature}.json").read_text())
+        if not record["top_contexts"]:
+            assert focus is None and n_tokens == 0
+            continue
+        top = record["top_contexts"][0]
+        assert focus == (top["tokens"][top["focus"]] or "\u2205").replace("\n", "\u23ce").replace("\t", "\u21e5")
+        assert n_tokens == len(top["tokens"])
+
 def test_feature_page_loads_and_renders_its_histogram(dash):  # noqa: F811
     record = json.loads((dash / "data" / "3.json").read_text())
     assert record["n_fired"] > 0
