@@ -70,13 +70,23 @@ def _layout(doc: dict) -> dict[str, tuple[float, float]]:
     return places
 
 
-def graph_figure(doc: dict):
-    """The circuit as a graph: one column per hook, nodes ranked by |attribution|, edges by weight."""
+DRAWN_EDGES = 150  # a figure of more is a hairball; circuit.json keeps them all
+
+
+def strongest_edges(doc: dict, limit: int = DRAWN_EDGES) -> list[dict]:
+    """The ``limit`` edges of largest |weight| (all when there are fewer), strongest first."""
+    return sorted(doc["edges"], key=lambda e: -abs(e["weight"]))[:max(limit, 0)]
+
+
+def graph_figure(doc: dict, max_edges: int = DRAWN_EDGES):
+    """The circuit as a graph: one column per hook, nodes ranked by |attribution|, and the
+    ``max_edges`` strongest edges, drawn by weight (the title says when more exist)."""
     import plotly.graph_objects as go
     places = _layout(doc)
     fig = go.Figure()
-    top = max((abs(e["weight"]) for e in doc["edges"]), default=1.0) or 1.0
-    for e in doc["edges"]:
+    drawn = strongest_edges(doc, max_edges)
+    top = max((abs(e["weight"]) for e in drawn), default=1.0) or 1.0
+    for e in drawn:
         (x0, y0), (x1, y1) = places[e["source"]], places[e["target"]]
         fig.add_trace(go.Scatter(x=[x0, x1], y=[y0, y1], mode="lines", hoverinfo="text",
                                  text=plotly_text(f"{e['source']} → {e['target']}: {e['weight']:.3g}"),
@@ -93,7 +103,10 @@ def graph_figure(doc: dict):
         hoverinfo="text", showlegend=False))
     hooks = sorted({n["hook"] for n in nodes}, key=hook_order)
     # plotly reads a subset of HTML in text (links included): everything from the data is escaped
-    fig.update_layout(title=f"Sparse feature circuit: {plotly_text(str(doc['meta'].get('dataset', '')))}",
+    title = f"Sparse feature circuit: {plotly_text(str(doc['meta'].get('dataset', '')))}"
+    if len(drawn) < len(doc["edges"]):
+        title += f" ({len(drawn)} strongest of {len(doc['edges'])} edges drawn; all in circuit.json)"
+    fig.update_layout(title=title,
                       template="plotly_white",
                       xaxis=dict(tickvals=list(range(len(hooks))), ticktext=[plotly_text(h) for h in hooks],
                                  tickangle=-45),
@@ -129,21 +142,22 @@ def curve_figure(doc: dict):
     return fig
 
 
-def write_html(doc: dict, path: Path) -> Path:
-    """A self-contained page (plotly.js embedded): the circuit's graph and, with a sweep, its
-    faithfulness curve."""
-    figures = [fig for fig in (graph_figure(doc), curve_figure(doc)) if fig is not None]
+def write_html(doc: dict, path: Path, max_edges: int = DRAWN_EDGES) -> Path:
+    """A self-contained page (plotly.js embedded): the circuit's graph (its ``max_edges``
+    strongest edges) and, with a sweep, its faithfulness curve."""
+    figures = [fig for fig in (graph_figure(doc, max_edges), curve_figure(doc)) if fig is not None]
     write_page(path, figures, f"Sparse feature circuit: {doc['meta'].get('dataset', '')}")
     return path
 
 
-def to_dot(doc: dict) -> str:
-    """Graphviz source: one cluster per hook, nodes coloured by the sign of their attribution."""
+def to_dot(doc: dict, max_edges: int = DRAWN_EDGES) -> str:
+    """Graphviz source: nodes coloured by the sign of their attribution, and the ``max_edges``
+    strongest edges."""
     lines = ["digraph circuit {", "  rankdir=BT; node [shape=box, style=filled, fontsize=10];"]
     for n in doc["nodes"]:
         colour = "#9ecae1" if n["attribution"] > 0 else "#fc9272"
         lines.append(f'  "{n["id"]}" [label="{n["id"]}\\n{n["attribution"]:.3g}", fillcolor="{colour}"];')
-    for e in doc["edges"]:
+    for e in strongest_edges(doc, max_edges):
         lines.append(f'  "{e["source"]}" -> "{e["target"]}" [penwidth={0.5 + min(abs(e["weight"]), 5):.2f}];')
     return "\n".join(lines + ["}"]) + "\n"
 
@@ -151,13 +165,15 @@ def to_dot(doc: dict) -> str:
 CIRCUIT_OUTPUTS = ("circuit.json", "circuit.html", "circuit.svg")
 
 
-def write_outputs(doc: dict, out: str | Path) -> list[Path]:
-    """circuit.json, circuit.html, and circuit.svg when graphviz's ``dot`` is on PATH, written
-    together (``write_together``: all or none)."""
+def write_outputs(doc: dict, out: str | Path, max_edges: int = DRAWN_EDGES) -> list[Path]:
+    """circuit.json (every edge), circuit.html, and circuit.svg when graphviz's ``dot`` is on
+    PATH (both drawing the ``max_edges`` strongest edges), written together
+    (``write_together``: all or none)."""
     writers = {"circuit.json": lambda path: path.write_text(json.dumps(doc, indent=1) + "\n"),
-               "circuit.html": lambda path: write_html(doc, path)}
+               "circuit.html": lambda path: write_html(doc, path, max_edges)}
     dot = shutil.which("dot")
     if dot:
+        source = to_dot(doc, max_edges).encode()
         writers["circuit.svg"] = lambda path: path.write_bytes(
-            subprocess.run([dot, "-Tsvg"], input=to_dot(doc).encode(), capture_output=True, check=True).stdout)
+            subprocess.run([dot, "-Tsvg"], input=source, capture_output=True, check=True).stdout)
     return list(write_together(Path(out), writers).values())

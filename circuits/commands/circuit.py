@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refine-candidates", type=int, default=8, metavar="N",
                    help="members and non-members tried per refinement round (3 x N exact runs: each alone, then the N best pairs)")
     p.add_argument("--edge-threshold", type=float, default=0.0, help="keep edges with |weight| above this")
+    p.add_argument("--draw-edges", type=int, default=150, metavar="N",
+                   help="the graph in circuit.html (and .svg) draws the N strongest edges; circuit.json keeps all")
     p.add_argument("--no-edges", action="store_true")
     p.add_argument("--sweep", default="10,25,50,100,200", help="circuit sizes for the faithfulness curve ('' skips)")
     p.add_argument("--check-top", type=int, default=0, metavar="N",
@@ -129,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
         raise ToolkitError(f"--check-top {args.check_top}: give 0 to skip, or at least 2 nodes to rank")
     if not math.isfinite(args.value):
         raise ToolkitError(f"--value {args.value} is not a finite number")
+    if args.draw_edges < 0:
+        raise ToolkitError(f"--draw-edges {args.draw_edges}: give 0 to draw none, or how many to draw")
     sizes = _sweep_sizes(args.sweep)
     check_out(args.out, CIRCUIT_OUTPUTS, args.overwrite, "sae circuit")
     saes = load_saes(args.saes, args.device)
@@ -166,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         meta["refinement"] = refinement
     if args.check_top:
         meta["patching_check"] = check_against_patching(spliced, found, attribution, args.check_top, args.baseline)
-    paths = write_outputs(circuit_json(attribution, masks, edges, meta), args.out)
+    paths = write_outputs(circuit_json(attribution, masks, edges, meta), args.out, args.draw_edges)
     for stale in set(CIRCUIT_OUTPUTS) - {p.name for p in paths}:  # an old circuit.svg without graphviz now
         (Path(args.out) / stale).unlink(missing_ok=True)
     doc = json.loads(paths[0].read_text())

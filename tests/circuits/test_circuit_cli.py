@@ -137,7 +137,8 @@ def test_svg_needs_graphviz(monkeypatch, tmp_path):
                                          (["--dataset", "ioi", "--search-kicks", "2"], "needs --search"),
                                          (["--dataset", "ioi", "--value", "nan"], "not a finite number"),
                                          (["--dataset", "ioi", "--sweep", "10,abc"], "comma-separated"),
-                                         (["--dataset", "ioi", "--sweep", "-5"], "at least 1")])
+                                         (["--dataset", "ioi", "--sweep", "-5"], "at least 1"),
+                                         (["--dataset", "ioi", "--draw-edges", "-1"], "--draw-edges -1")])
 def test_bad_arguments_are_one_line_errors(run_dir, tmp_path, capsys, args, words):
     code = main(["circuit", "--saes", str(run_dir), "--out", str(tmp_path), "--method", "atp", "--examples", "8", *args])
     err = capsys.readouterr().err.strip()
@@ -185,7 +186,7 @@ def test_outputs_are_written_together_or_not_at_all(tmp_path, monkeypatch):
     render.write_outputs(doc, tmp_path)
     before = (tmp_path / "circuit.json").read_bytes()
 
-    def broken(doc, path):
+    def broken(doc, path, max_edges):
         path.write_text("<html>half")
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(render, "write_html", broken)

@@ -7,6 +7,7 @@ Needs Debian's ``chromium`` (apt-get install -y chromium); skipped with that rea
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.circuits.browser import CHROMIUM, INSTALL_HINT, load_page
 from tests.circuits.test_dashboard_browser import ATTACKS
@@ -46,6 +47,32 @@ def test_circuit_page_renders_and_keeps_data_as_text(tmp_path):
     assert report["result"]["plots"] == 1 and report["result"]["links"] == 0
     assert report["result"]["titles"] == [f"Sparse feature circuit: {dataset}"]  # shown as written
 
+
+
+def test_circuit_graph_draws_only_the_strongest_edges(tmp_path):
+    """200 edges: the page draws the 20 of largest |weight| and says so in its title; the DOT
+    source (for the SVG) holds the same 20."""
+    from circuits.render import to_dot, write_html
+    hooks = ["blocks.0.hook_mlp_out", "blocks.0.hook_resid_post"]
+    nodes = [{"id": f"{h}/{i}", "hook": h, "feature": i, "kind": "feature", "position": None,
+              "attribution": 1.0 - i / 40, "activation": 1.0} for h in hooks for i in range(20)]
+    weights = torch.randn(200, generator=torch.Generator().manual_seed(0)).tolist()
+    edges = [{"source": f"{hooks[0]}/{k % 20}", "target": f"{hooks[1]}/{k // 10}", "weight": w}
+             for k, w in enumerate(weights)]
+    doc = {"meta": {"dataset": "toy"}, "nodes": nodes, "edges": edges}
+    report, _ = load_page(write_html(doc, tmp_path / "circuit.html", max_edges=20), COUNT_PLOTS + """
+      var graph = document.querySelectorAll('.js-plotly-plot')[0];
+      window.__result.lines = graph.data.filter(function (t) { return t.mode === 'lines'; })
+                                        .map(function (t) { return t.text; });""")
+    assert report["errors"] == [] and report["alerts"] == 0
+    strongest = sorted(edges, key=lambda e: -abs(e["weight"]))[:20]
+    assert sorted(report["result"]["lines"]) == sorted(f"{e['source']} → {e['target']}: {e['weight']:.3g}"
+                                                       for e in strongest)
+    assert report["result"]["titles"][0] == ("Sparse feature circuit: toy "
+                                             "(20 strongest of 200 edges drawn; all in circuit.json)")
+    arrows = [line for line in to_dot(doc, 20).splitlines() if "->" in line]
+    assert sorted(a.split(" [")[0].strip() for a in arrows) == sorted(f'"{e["source"]}" -> "{e["target"]}"'
+                                                                     for e in strongest)
 
 def test_circuit_page_draws_the_faithfulness_curve_and_marks_the_refined_circuit(tmp_path):
     """With a sweep the page has a second figure: the top-k curve as measured, and this
