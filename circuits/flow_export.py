@@ -71,7 +71,8 @@ def graph_figure(graph: FlowGraph) -> go.Figure:
         fig.add_scatter(x=[n.x for n in nodes], y=[y[n.id] for n in nodes], mode="markers+text", name=kind,
                         marker={"size": 14, "color": colour}, text=[str(n.feature) for n in nodes],
                         textposition="top center", hovertext=[plotly_text(n.id) for n in nodes], hoverinfo="text")
-    fig.update_layout(title=f"Flow of {plotly_text(graph.seed.id)}", xaxis_title="depth (residual boundary)",
+    fig.update_layout(title=f"Flow of {plotly_text(graph.seed.id)}",
+                      xaxis={"title": "depth (residual boundary)", "dtick": 1},
                       yaxis={"tickvals": [-1, 0, 1], "ticktext": ["mlp", "resid", "attn"], "range": [-1.6, 1.6]})
     return fig
 
