@@ -199,6 +199,9 @@ def sae_folders(path: str | Path) -> list[Path]:
                            "SAE folder (cfg.json + sae_weights.safetensors) or a `sae train` run folder")
     root = path / RUN_SAES if (path / RUN_SAES).is_dir() else path
     found = sorted(f for f in root.iterdir() if (f / CFG_FILE).is_file())
+    if not found and (path / "checkpoints").is_dir():
+        raise ToolkitError(f"run folder {path} holds no finished SAEs yet (no {RUN_SAES}/); finish the run with "
+                           f"`sae train --out {path} --resume`")
     if not found:
         raise ToolkitError(f"{path} is not an SAE folder (it needs {CFG_FILE} and {WEIGHTS_FILE}) and holds none; "
                            "pass an SAE folder or a `sae train` run folder")

@@ -185,6 +185,10 @@ def test_sae_folders_finds_the_saes_a_path_names(tmp_path):
         sae_folders(found[0] / "cfg.json")
     with pytest.raises(ToolkitError, match="is not an SAE folder .* and holds none"):
         sae_folders(tmp_path / "run" / "saes" / "notes")
+    (tmp_path / "unfinished" / "checkpoints" / "step-00000010").mkdir(parents=True)
+    with pytest.raises(ToolkitError, match=r"run folder .*unfinished holds no finished SAEs yet \(no saes/\); finish "
+                                           r"the run with `sae train --out .*unfinished --resume`"):
+        sae_folders(tmp_path / "unfinished")
 
 def test_bad_folders_are_refused(tmp_path):
     with pytest.raises(ToolkitError, match="is not an SAE folder"):
