@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = DashboardConfig(sae="", acts="")
     parser.add_argument("sae", metavar="SAE_DIR",
                         help="SAE folder (SAELens layout), or a `sae train` run folder holding one SAE")
-    parser.add_argument("--acts", required=True, help="activation store harvested for the SAE's hook")
+    parser.add_argument("--acts", default="", help="activation store harvested for the SAE's hook (required; "
+                        "without it the error gives the `sae harvest` command that makes one)")
     parser.add_argument("--out", default=defaults.out, help="output folder (default: %(default)s)")
     parser.add_argument("--features", default=defaults.features, help='e.g. 0:500, "3,7,10:20" or all '
                         "(default: %(default)s)")
@@ -40,6 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
+def _needs_store(sae_dir: str) -> str:
+    """The missing --acts error, with the harvest command for this SAE's model and hook."""
+    from sae.io import load_sae, one_sae_folder
+    sae = load_sae(one_sae_folder(sae_dir))
+    model = sae.metadata.get("model_name") or "MODEL"
+    return (f"--acts is required: the dashboard streams an activation store of {sae.cfg.hook}; make one with "
+            f"`sae harvest --model {model} --hooks {sae.cfg.hook} --tokens 1M --out acts/`, then pass --acts acts/")
+
+
 def run(args: argparse.Namespace) -> int:
     from activations.errors import ToolkitError
     for name in ("top_k", "quantile_intervals", "per_interval", "correlated", "logits", "batch_size"):
@@ -47,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
             raise ToolkitError(f"--{name.replace('_', '-')} must be at least 1")
     if args.context_before < 0 or args.context_after < 0 or (args.tokens is not None and args.tokens < 1):
         raise ToolkitError("--context-before/--context-after must be >= 0 and --tokens >= 1")
+    if not args.acts:
+        raise ToolkitError(_needs_store(args.sae))
     cfg = DashboardConfig(sae=args.sae, acts=args.acts, out=args.out, features=args.features, tokens=args.tokens,
                           top_k=args.top_k, quantile_intervals=args.quantile_intervals, per_interval=args.per_interval,
                           reservoir=max(48, 4 * args.quantile_intervals * args.per_interval),

@@ -211,6 +211,16 @@ def test_existing_dashboard_needs_overwrite_and_tokens_limit(setup, tmp_path):
 
 
 
+
+def test_without_a_store_the_error_gives_the_harvest_command(setup, tmp_path, capsys, toy_gpt2_dir):
+    _, sae = setup
+    assert main(["dashboard", sae, "--out", str(tmp_path / "dash")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: --acts is required: the dashboard streams an activation store of {HOOK}; make one with "
+                   f"`sae harvest --model {toy_gpt2_dir} --hooks {HOOK} --tokens 1M --out acts/`, then pass "
+                   "--acts acts/")
+    assert not (tmp_path / "dash").exists()
+
 def test_a_run_folder_of_one_sae_stands_for_it(setup, tmp_path, capsys):
     """`sae dashboard RUN` works when RUN/saes holds one SAE (the same records as naming it), and
     lists the SAEs to choose from when it holds several."""
