@@ -37,6 +37,7 @@ from sae.config import SAEConfig
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
 RUN_SAES = "saes"  # where a `sae train` run folder keeps its final SAEs
+RUN_CHECKPOINTS = "checkpoints"  # ... and its checkpoints while it runs
 SPARSITY_FILE = "sparsity.safetensors"
 
 # SAELens architecture name -> ours (transcoders: same activation, d_out and hook_name_out set)
@@ -187,6 +188,10 @@ def _read_weights(folder: Path) -> dict[str, Tensor]:
                            "replace that SAE folder") from err
 
 
+class NoSAEsError(ToolkitError):
+    """A folder that is neither an SAE folder nor holds any (``sae_folders``)."""
+
+
 def sae_folders(path: str | Path) -> list[Path]:
     """The SAE folders that ``path`` names: ``[path]`` when it is one (it holds cfg.json);
     otherwise, for a ``sae train`` run folder or any folder of SAE folders, every subfolder of
@@ -199,11 +204,11 @@ def sae_folders(path: str | Path) -> list[Path]:
                            "SAE folder (cfg.json + sae_weights.safetensors) or a `sae train` run folder")
     root = path / RUN_SAES if (path / RUN_SAES).is_dir() else path
     found = sorted(f for f in root.iterdir() if (f / CFG_FILE).is_file())
-    if not found and (path / "checkpoints").is_dir():
+    if not found and (path / RUN_CHECKPOINTS).is_dir():
         raise ToolkitError(f"run folder {path} holds no finished SAEs yet (no {RUN_SAES}/); finish the run with "
                            f"`sae train --out {path} --resume`")
     if not found:
-        raise ToolkitError(f"{path} is not an SAE folder (it needs {CFG_FILE} and {WEIGHTS_FILE}) and holds none; "
+        raise NoSAEsError(f"{path} is not an SAE folder (it needs {CFG_FILE} and {WEIGHTS_FILE}) and holds none; "
                            "pass an SAE folder or a `sae train` run folder")
     return found
 

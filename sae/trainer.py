@@ -49,11 +49,11 @@ from sae.config import TrainConfig, save_config
 from sae.data import check_context, eval_contexts, model_for, open_source
 from sae.distributed import DataParallel
 from sae.evaluate import reconstruction_scores, splice_scores
-from sae.io import RUN_SAES, load_sae, save_log_density, save_sae
+from sae.io import RUN_CHECKPOINTS, RUN_SAES, load_sae, save_log_density, save_sae
 from sae.metrics import fvu, log10_density
 from sae.sparse import one_thread
 
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = RUN_CHECKPOINTS
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
 RESTARTABLE = {CONFIG_FILE, METRICS_FILE, CHECKPOINTS, "wandb"}

@@ -88,11 +88,10 @@ def run(args: argparse.Namespace) -> int:
     if _is_store(path):
         inspect_store(path)
         return 0
+    from sae.io import NoSAEsError
     try:
         inspect_saes(path)
-    except ToolkitError as err:
-        if "holds none" not in str(err):
-            raise
+    except NoSAEsError:
         raise ToolkitError(f"'{path}' is neither an activation store (no manifest.json) nor an SAE folder or "
                            "`sae train` run folder; pass one of those") from None
     return 0

@@ -166,7 +166,6 @@ def test_legacy_saelens_config_loads(tmp_path):
                                                              "apply_b_dec_to_input": True}, x)[1], atol=1e-5)
 
 
-
 def test_sae_folders_finds_the_saes_a_path_names(tmp_path):
     """An SAE folder names itself; a run folder names its saes/, a folder of SAE folders its
     children (sorted); anything else is refused in one line, and so is a choice among several."""
@@ -189,6 +188,7 @@ def test_sae_folders_finds_the_saes_a_path_names(tmp_path):
     with pytest.raises(ToolkitError, match=r"run folder .*unfinished holds no finished SAEs yet \(no saes/\); finish "
                                            r"the run with `sae train --out .*unfinished --resume`"):
         sae_folders(tmp_path / "unfinished")
+
 
 def test_bad_folders_are_refused(tmp_path):
     with pytest.raises(ToolkitError, match="is not an SAE folder"):
