@@ -1,0 +1,359 @@
+"""SAEs judged against supervised feature dictionaries on IOI (Makelov, Lange & Nanda 2024).
+
+IOI prompts ("When Mary and John went to the store, John gave a drink to" -> " Mary") are
+described by three attributes: ``io`` (the indirect object's name), ``s`` (the subject's
+name) and ``pos`` (0 when the indirect object is named first, 1 when second). At a *node*, a
+hook at one position (``end``: the final token; ``s2``: the subject's second mention), the
+**supervised dictionary** is the attributes' mean differences over a fitting set of prompts:
+
+    u[attr][v] = E[a | attr = v] − E[a]        â(p) = E[a] + Σ_attr u[attr][value of p]
+
+An SAE at the same hook is judged on the same three axes as this dictionary, on other prompts:
+
+- **approximation** (the logit difference F = logit(IO) − logit(S) at the end): with a
+  replaced by the reconstruction, ``sufficiency`` = (F(â) − F(mean)) / (F(a) − F(mean)); with
+  the reconstruction taken out (a − â + E[a]), ``necessity`` = (F(a) − F(a − â + E[a])) /
+  (F(a) − F(mean)). Both are 1 for a perfect dictionary; the SAE's â is its reconstruction.
+- **control**: a prompt s and its counterfactual t differ in one attribute (a new IO name, a
+  new S name, or the two names' order). Patching t's activation into s's run moves a metric
+  by ``patch_effect``: for ``io`` F = logit(IO_t) − logit(IO_s), for ``s`` F = logit(S_s) −
+  logit(S_t), for ``pos`` F = logit(S) − logit(IO). The supervised edit is a_s − u[attr][v_s]
+  + u[attr][v_t]; the SAE edit adds, for at most k latents chosen greedily, (f_t − f_s)_j d_j,
+  the change that brings the SAE's reconstruction closest to t's (the SAE's error term
+  stays). ``score`` = mean(F(edit) − F(s)) / patch_effect: 1 does
+  what patching does. A node whose patch effect is below ``MIN_EFFECT`` logits has no score.
+- **interpretability**: for each attribute value, the latent whose firing (f > 0) best
+  predicts it (F1 over the evaluation prompts); ``f1`` is the mean over values of that best F1.
+
+Names are the generator's held-out names and prompts its held-out templates, so the model has
+never seen these combinations. Everything here runs under ``torch.no_grad()``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from activations.errors import ToolkitError
+from sae.architectures import SparseCoder
+
+ATTRIBUTES = ("io", "s", "pos")
+POSITIONS = ("end", "s2")
+BUDGETS = (1, 2, 4, 8, 16)
+MIN_EFFECT = 0.5  # logits: a smaller patch effect says the node does not carry the attribute
+
+
+@dataclass
+class IOIPrompts:
+    """Tokenised IOI prompts of one template each, right-padded.
+
+    tokens [N, T]; end, s2 [N]: positions of the last token and of the subject's second
+    mention; io, s [N]: the two names' token ids; values: attribute -> [N] long (name
+    indices into ``names`` for io and s; 0/1 for pos); names: the names indexed.
+    """
+
+    tokens: Tensor
+    end: Tensor
+    s2: Tensor
+    io: Tensor
+    s: Tensor
+    values: dict[str, Tensor]
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def positions(self, where: str) -> Tensor:
+        if where not in POSITIONS:
+            raise ToolkitError(f"unknown position '{where}'; use one of {', '.join(POSITIONS)}")
+        return self.end if where == "end" else self.s2
+
+
+@dataclass
+class _Fill:
+    template: str
+    io: str
+    s: str
+    pos: int
+    place: str
+    obj: str
+
+    def text(self) -> str:
+        first, second = (self.io, self.s) if self.pos == 0 else (self.s, self.io)
+        return self.template.format(A=first, B=second, S=self.s, place=self.place, obj=self.obj)
+
+
+def _names(model) -> tuple[str, ...]:
+    """The held-out IOI names that are one token after a space (the answer's form)."""
+    from activations.corpus.names import names_for
+    names = tuple(n for n in names_for("heldout", "ioi") if len(model.tokenizer.encode(" " + n)) == 1)
+    if len(names) < 4:
+        raise ToolkitError(f"only {len(names)} of the generator's held-out names are single tokens for "
+                           f"{model.name}'s tokenizer; supervised dictionaries need at least 4")
+    return names
+
+
+def _counterfactual(fill: _Fill, attribute: str, rng: random.Random, names: tuple[str, ...]) -> _Fill:
+    others = [n for n in names if n not in (fill.io, fill.s)]
+    if attribute == "io":
+        return _Fill(fill.template, rng.choice(others), fill.s, fill.pos, fill.place, fill.obj)
+    if attribute == "s":
+        return _Fill(fill.template, fill.io, rng.choice(others), fill.pos, fill.place, fill.obj)
+    if attribute == "pos":
+        return _Fill(fill.template, fill.io, fill.s, 1 - fill.pos, fill.place, fill.obj)
+    raise ToolkitError(f"unknown attribute '{attribute}'; use one of {', '.join(ATTRIBUTES)}")
+
+
+def _tokenize(model, fills: list[_Fill], names: tuple[str, ...], width: int) -> IOIPrompts:
+    tok, bos = model.tokenizer, model.bos_token_id
+    rows = [[bos] + tok.encode(f.text()) for f in fills]
+    io = torch.tensor([tok.encode(" " + f.io)[0] for f in fills])
+    s = torch.tensor([tok.encode(" " + f.s)[0] for f in fills])
+    s2 = torch.tensor([max(i for i, t in enumerate(row) if t == int(si)) for row, si in zip(rows, s)])
+    index = {n: i for i, n in enumerate(names)}
+    values = {"io": torch.tensor([index[f.io] for f in fills]), "s": torch.tensor([index[f.s] for f in fills]),
+              "pos": torch.tensor([f.pos for f in fills])}
+    tokens = torch.tensor([row + [bos] * (width - len(row)) for row in rows])
+    return IOIPrompts(tokens, torch.tensor([len(r) - 1 for r in rows]), s2, io, s, values, names)
+
+
+def ioi_prompts(model, n: int, seed: int = 0, attribute: str | None = None) -> tuple[IOIPrompts, IOIPrompts | None]:
+    """``n`` held-out IOI prompts and, with ``attribute``, their counterfactuals changing it.
+
+    Pairs whose two prompts tokenise to different lengths are drawn again, so that positions
+    line up for patching.
+    """
+    from activations.corpus.ioi import templates_for
+    from activations.corpus.lexicon import OBJECTS, PLACES
+    names, tok = _names(model), model.tokenizer
+    rng = random.Random(f"supervised-ioi:{seed}:{attribute}")
+    base, other = [], []
+    for _ in range(50 * n):
+        if len(base) == n:
+            break
+        io, s = rng.sample(names, 2)
+        fill = _Fill(rng.choice(templates_for("heldout")), io, s, rng.randrange(2), rng.choice(PLACES), rng.choice(OBJECTS))
+        cf = _counterfactual(fill, attribute, rng, names) if attribute else None
+        if cf is not None and len(tok.encode(fill.text())) != len(tok.encode(cf.text())):
+            continue
+        base.append(fill)
+        other.append(cf)
+    if len(base) < n:
+        raise ToolkitError(f"could draw only {len(base)} of {n} IOI prompt pairs of equal token length")
+    width = max(len(tok.encode(f.text())) for f in base + [c for c in other if c]) + 1
+    return _tokenize(model, base, names, width), (_tokenize(model, other, names, width) if attribute else None)
+
+
+BATCH = 64
+
+
+@torch.no_grad()
+def node_acts(model, prompts: IOIPrompts, hook: str, where: str) -> Tensor:
+    """Activations [N, d] (float32) of ``hook`` at each prompt's ``where`` position."""
+    rows = prompts.positions(where)
+    out = []
+    for start in range(0, len(prompts), BATCH):
+        acts = model.capture(prompts.tokens[start:start + BATCH], [hook])[hook]
+        acts = acts.flatten(2) if acts.dim() == 4 else acts
+        out.append(acts[torch.arange(acts.shape[0]), rows[start:start + BATCH]].float().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def end_logits(model, prompts: IOIPrompts, hook: str | None = None, where: str = "end",
+               new: Tensor | None = None) -> Tensor:
+    """Logits [N, vocab] at each prompt's last token, with ``hook`` at ``where`` set to
+    ``new`` [N, d] (or unpatched when ``hook`` is None)."""
+    out = []
+    rows = prompts.positions(where)
+    for start in range(0, len(prompts), BATCH):
+        chunk = slice(start, start + BATCH)
+        patches = None
+        if hook is not None:
+            def patch(act: Tensor, chunk=chunk) -> Tensor:
+                act = act.clone()
+                act[torch.arange(act.shape[0]), rows[chunk]] = new[chunk].to(act.device, act.dtype)
+                return act
+            patches = {hook: patch}
+        logits = model.forward(prompts.tokens[chunk], patches)
+        out.append(logits[torch.arange(logits.shape[0]), prompts.end[chunk]].float().cpu())
+    return torch.cat(out)
+
+
+def _pick(logits: Tensor, ids: Tensor) -> Tensor:
+    return logits[torch.arange(logits.shape[0]), ids]
+
+
+def ioi_logit_diff(logits: Tensor, prompts: IOIPrompts) -> Tensor:
+    """F = logit(IO) − logit(S) per prompt [N] from end logits [N, vocab]."""
+    return _pick(logits, prompts.io) - _pick(logits, prompts.s)
+
+
+def control_metric(attribute: str, logits: Tensor, base: IOIPrompts, cf: IOIPrompts) -> Tensor:
+    """The metric [N] an edit of ``attribute`` should move (see the module docstring)."""
+    if attribute == "io":
+        return _pick(logits, cf.io) - _pick(logits, base.io)
+    if attribute == "s":
+        return _pick(logits, base.s) - _pick(logits, cf.s)
+    return _pick(logits, base.s) - _pick(logits, base.io)
+
+
+@dataclass
+class SupervisedDictionary:
+    """mean [d] and u: attribute -> [n_values, d] (NaN rows for values never seen)."""
+
+    mean: Tensor
+    u: dict[str, Tensor]
+
+    @classmethod
+    def fit(cls, acts: Tensor, prompts: IOIPrompts) -> SupervisedDictionary:
+        """Mean differences of acts [N, d] by each attribute's value."""
+        mean = acts.mean(0)
+        u = {}
+        for attribute, values in prompts.values.items():
+            n_values = len(prompts.names) if attribute != "pos" else 2
+            sums = torch.zeros(n_values, acts.shape[1]).index_add_(0, values, acts)
+            counts = torch.bincount(values, minlength=n_values).float()[:, None]
+            u[attribute] = torch.where(counts > 0, sums / counts.clamp(min=1), float("nan")) - mean
+        return cls(mean, u)
+
+    def vectors(self, attribute: str, values: Tensor) -> Tensor:
+        """u[attribute][values] [N, d]; refuses values the fitting prompts never had."""
+        rows = self.u[attribute][values]
+        if rows.isnan().any():
+            raise ToolkitError(f"some {attribute} values never occur in the fitting prompts; fit on more prompts")
+        return rows
+
+    def reconstruct(self, prompts: IOIPrompts) -> Tensor:
+        """â [N, d] = mean + Σ_attr u[attr][value]."""
+        return self.mean + sum(self.vectors(a, v) for a, v in prompts.values.items())
+
+    def edit(self, acts: Tensor, attribute: str, base: IOIPrompts, cf: IOIPrompts) -> Tensor:
+        """a − u[attr][v_s] + u[attr][v_t] for acts [N, d] of ``base``."""
+        return acts - self.vectors(attribute, base.values[attribute]) + self.vectors(attribute, cf.values[attribute])
+
+
+@torch.no_grad()
+def sae_edits(sae: SparseCoder, acts: Tensor, target: Tensor, budgets=BUDGETS) -> dict[int, Tensor]:
+    """For each budget k, acts [N, d] plus the change of at most k latents that brings the
+    SAE's reconstruction of acts closest to its reconstruction of target [N, d].
+
+    Greedy: each step adds the latent j (not yet changed, f_t[j] ≠ f_s[j]) whose change
+    c_j d_j = (f_t − f_s)_j d_j lowers ‖r − e − c_j d_j‖² the most, r being the reconstructions'
+    difference and e the change so far; a step that would not lower it stops the edit.
+    """
+    dec = sae.W_dec.detach().float().cpu()
+    f_s, f_t = sae.encode(acts.to(sae.W_dec.device)).float().cpu(), sae.encode(target.to(sae.W_dec.device)).float().cpu()
+    coef = f_t - f_s  # [N, d_sae]
+    residual = coef @ dec  # r - e, [N, d]
+    sq_norms = dec.pow(2).sum(1)  # [d_sae]
+    used = coef == 0
+    edit = torch.zeros_like(acts)
+    out = {}
+    for step in range(1, max(budgets) + 1):
+        gain = 2 * coef * (residual @ dec.t()) - coef.pow(2) * sq_norms
+        gain = gain.masked_fill(used, float("-inf"))
+        best = gain.argmax(1)
+        take = _pick(gain, best) > 0
+        change = _pick(coef, best)[:, None] * dec[best] * take[:, None]
+        edit += change
+        residual -= change
+        used[torch.arange(len(best)), best] |= take
+        if step in budgets:
+            out[step] = acts + edit
+    return out
+
+
+def _ratio(moved: Tensor, effect: float) -> float | None:
+    return float(moved.mean()) / effect if abs(effect) >= MIN_EFFECT else None
+
+
+def approximation(model, prompts: IOIPrompts, hook: str, where: str, acts: Tensor, recon: dict[str, Tensor],
+                  mean: Tensor) -> dict:
+    """Sufficiency and necessity of each reconstruction [N, d] in ``recon`` (name -> â)."""
+    clean = ioi_logit_diff(end_logits(model, prompts), prompts)
+    ablated = ioi_logit_diff(end_logits(model, prompts, hook, where, mean.expand_as(acts)), prompts)
+    span = float((clean - ablated).mean())
+    report = {"logit_diff": float(clean.mean()), "mean_ablated": float(ablated.mean())}
+    for name, rec in recon.items():
+        kept = ioi_logit_diff(end_logits(model, prompts, hook, where, rec), prompts)
+        removed = ioi_logit_diff(end_logits(model, prompts, hook, where, acts - rec + mean), prompts)
+        report[name] = {"sufficiency": _ratio(kept - ablated, span), "necessity": _ratio(clean - removed, span)}
+    return report
+
+
+def control(model, attribute: str, base: IOIPrompts, cf: IOIPrompts, hook: str, where: str,
+            dictionary: SupervisedDictionary, sae: SparseCoder, budgets=BUDGETS) -> dict:
+    """Patch effect and edit scores (supervised, SAE at each budget) for one attribute."""
+    a_s, a_t = node_acts(model, base, hook, where), node_acts(model, cf, hook, where)
+
+    def metric(new: Tensor | None) -> Tensor:
+        logits = end_logits(model, base) if new is None else end_logits(model, base, hook, where, new)
+        return control_metric(attribute, logits, base, cf)
+
+    start = metric(None)
+    effect = float((metric(a_t) - start).mean())
+    report = {"patch_effect": effect,
+              "supervised": _ratio(metric(dictionary.edit(a_s, attribute, base, cf)) - start, effect)}
+    for k, edited in sae_edits(sae, a_s, a_t, budgets).items():
+        report[f"sae_k{k}"] = _ratio(metric(edited) - start, effect)
+    return report
+
+
+def best_f1(latents: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """For each label value v in labels [N]: the best F1 [n_values] of any latent's firing
+    (latents [N, d_sae] > 0) as a detector of label == v, and that latent [n_values]."""
+    fires = (latents > 0).float()
+    values = labels.unique()
+    onehot = (labels[:, None] == values[None, :]).float()  # [N, V]
+    tp = onehot.t() @ fires  # [V, d_sae]
+    f1 = 2 * tp / (onehot.sum(0)[:, None] + fires.sum(0)[None, :]).clamp(min=1)
+    best, index = f1.max(1)
+    return best, index
+
+
+def chance_f1(labels: Tensor) -> float:
+    """The mean F1 over values of a detector that always fires: 2p / (1 + p), p each value's share."""
+    share = torch.bincount(labels).float()
+    share = share[share > 0] / len(labels)
+    return float((2 * share / (1 + share)).mean())
+
+
+def interpretability(sae: SparseCoder, acts: Tensor, prompts: IOIPrompts) -> dict:
+    """Per attribute: the mean best-latent F1, an always-firing detector's (``chance``), and
+    the latent that is best for the most values."""
+    latents = sae.encode(acts.to(sae.W_dec.device)).float().cpu()
+    report = {}
+    for attribute, labels in prompts.values.items():
+        best, index = best_f1(latents, labels)
+        report[attribute] = {"f1": float(best.mean()), "chance": chance_f1(labels), "latent": int(index.mode().values)}
+    return report
+
+
+def evaluate_node(model, sae: SparseCoder, where: str, n_fit: int = 1024, n_eval: int = 256, seed: int = 0,
+                  budgets=BUDGETS) -> dict:
+    """The three evaluations of ``sae`` against a supervised dictionary at its hook and ``where``.
+
+    The dictionary is fitted on ``n_fit`` prompts (seed ``seed``); everything is measured on
+    ``n_eval`` others (seed ``seed + 1``, and one set of counterfactual pairs per attribute).
+    """
+    if sae.cfg.is_transcoder:
+        raise ToolkitError(f"the coder on {sae.cfg.hook} is a transcoder (it writes {sae.cfg.output_hook}); "
+                           "supervised dictionaries are compared with SAEs, which read and write one hook")
+    hook = sae.cfg.hook
+    fit_prompts, _ = ioi_prompts(model, n_fit, seed)
+    dictionary = SupervisedDictionary.fit(node_acts(model, fit_prompts, hook, where), fit_prompts)
+    prompts, _ = ioi_prompts(model, n_eval, seed + 1)
+    acts = node_acts(model, prompts, hook, where)
+    recon = {"supervised": dictionary.reconstruct(prompts),
+             "sae": sae(acts.to(sae.W_dec.device)).float().cpu()}
+    report = {"hook": hook, "position": where,
+              "approximation": approximation(model, prompts, hook, where, acts, recon, dictionary.mean),
+              "control": {}, "interpretability": interpretability(sae, acts, prompts)}
+    for attribute in ATTRIBUTES:
+        base, cf = ioi_prompts(model, n_eval, seed + 1, attribute)
+        report["control"][attribute] = control(model, attribute, base, cf, hook, where, dictionary, sae, budgets)
+    return report

@@ -1,0 +1,164 @@
+"""Supervised IOI feature dictionaries and the Makelov et al. 2024 evaluations of SAEs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from activations.models import load_model
+from circuits.supervised import (ATTRIBUTES, SupervisedDictionary, best_f1, chance_f1, end_logits, evaluate_node,
+                                 ioi_prompts, node_acts, sae_edits)
+from sae.architectures import ARCHITECTURES
+from sae.cli import main
+from sae.config import SAEConfig
+from sae.io import load_sae
+
+HOOK = "blocks.2.hook_resid_post"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("tiny", device="cpu")
+
+
+def _words(model, tokens):
+    return [model.tokenizer.decode([t]) for t in tokens.tolist()]
+
+
+@pytest.mark.parametrize("attribute", ATTRIBUTES)
+def test_a_counterfactual_changes_its_attribute_only(model, attribute):
+    base, cf = ioi_prompts(model, 40, seed=3, attribute=attribute)
+    assert base.tokens.shape == cf.tokens.shape and torch.equal(base.end, cf.end) and torch.equal(base.s2, cf.s2)
+    for other in ATTRIBUTES:
+        assert torch.equal(base.values[other], cf.values[other]) == (other != attribute)
+    assert (base.values[attribute] != cf.values[attribute]).all()
+    rows = torch.arange(len(base))
+    for p in (base, cf):
+        assert torch.equal(p.tokens[rows, p.s2], p.s) and (p.s2 < p.end).all()  # S2 is the subject's name
+        later = torch.arange(p.tokens.shape[1])[None, :] > p.s2[:, None]
+        assert not ((p.tokens == p.s[:, None]) & later).any()  # ... and its last mention
+        for i in range(len(p)):
+            text = model.tokenizer.decode(p.tokens[i, 1:p.end[i] + 1].tolist())
+            io, s = p.names[p.values["io"][i]], p.names[p.values["s"][i]]
+            words = re.findall(r"[A-Z][a-z]+", text)
+            assert words.count(io) == 1 and words.count(s) == 2, text  # IO once, S twice
+            assert (words.index(io) < words.index(s)) == (p.values["pos"][i] == 0), text
+            assert model.tokenizer.decode([int(p.io[i])]) == " " + io and model.tokenizer.decode([int(p.s[i])]) == " " + s
+    changed = (base.tokens != cf.tokens).sum(1)
+    assert (changed == {"io": 1, "s": 2, "pos": 2}[attribute]).all()  # one name, both mentions, or the order
+    assert all(" to" in w or " for" in w or " at" in w for w in _words(model, base.tokens[rows, base.end]))
+
+
+def test_the_supervised_dictionary_is_the_attributes_mean_differences():
+    from circuits.supervised import IOIPrompts
+    torch.manual_seed(0)
+    names = ("A", "B", "C")
+    io, s, pos = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([1, 2, 0, 2, 0, 1]), torch.tensor([0, 1, 0, 1, 0, 1])
+    prompts = IOIPrompts(torch.zeros(6, 3, dtype=torch.long), torch.zeros(6), torch.zeros(6), io, s,
+                         {"io": io, "s": s, "pos": pos}, names)
+    acts = torch.randn(6, 4)
+    d = SupervisedDictionary.fit(acts, prompts)
+    assert torch.allclose(d.mean, acts.mean(0))
+    assert torch.allclose(d.u["io"][1], acts[[1, 4]].mean(0) - acts.mean(0))
+    assert torch.allclose(d.u["pos"][1], acts[[1, 3, 5]].mean(0) - acts.mean(0))
+    # activations additive in the attributes, over every combination once (a crossed design, in
+    # which mean differences are the effects), are reconstructed and edited exactly
+    io, s, pos = (column.flatten() for column in torch.meshgrid(torch.arange(3), torch.arange(3), torch.arange(2),
+                                                                indexing="ij"))
+    prompts = IOIPrompts(torch.zeros(18, 3, dtype=torch.long), torch.zeros(18), torch.zeros(18), io, s,
+                         {"io": io, "s": s, "pos": pos}, names)
+    mean, u_io, u_s, u_pos = torch.randn(4), torch.randn(3, 4), torch.randn(3, 4), torch.randn(2, 4)
+    u_io, u_s, u_pos = u_io - u_io.mean(0), u_s - u_s.mean(0), u_pos - u_pos.mean(0)
+    acts = mean + u_io[io] + u_s[s] + u_pos[pos]
+    d = SupervisedDictionary.fit(acts, prompts)
+    assert torch.allclose(d.u["s"], u_s, atol=1e-5)
+    assert torch.allclose(d.reconstruct(prompts), acts, atol=1e-5)
+    cf = IOIPrompts(prompts.tokens, prompts.end, prompts.s2, io, s, {"io": (io + 1) % 3, "s": s, "pos": pos}, names)
+    assert torch.allclose(d.edit(acts, "io", prompts, cf), mean + u_io[(io + 1) % 3] + u_s[s] + u_pos[pos], atol=1e-5)
+
+
+def test_sae_edits_change_the_largest_differences_first():
+    coder = ARCHITECTURES["topk"](SAEConfig(architecture="topk", hook=HOOK, d_in=6, d_sae=6, k=6), 6).eval()
+    with torch.no_grad():
+        coder.W_dec.copy_(torch.eye(6))
+        coder.encoder_weight.copy_(torch.eye(6))
+        coder.b_enc.zero_()
+        coder.b_dec.zero_()
+    a = torch.tensor([[1.0, 2.0, 3.0, 0.5, 0.0, 1.0]])
+    target = a + torch.tensor([[0.0, 0.0, 2.0, 0.0, 4.0, -0.5]])  # latent 4 starts to fire, 2 grows, 5 shrinks
+    edits = sae_edits(coder, a, target, budgets=(1, 2, 3, 5))
+    assert torch.allclose(edits[1], a + torch.tensor([[0, 0, 0, 0, 4.0, 0]]))
+    assert torch.allclose(edits[2], a + torch.tensor([[0, 0, 2.0, 0, 4.0, 0]]))
+    assert torch.allclose(edits[3], target) and torch.allclose(edits[5], target)  # nothing left to change
+
+
+def test_best_f1_and_chance():
+    labels = torch.tensor([0, 0, 1, 1])
+    latents = torch.tensor([[1.0, 1, 0], [1, 1, 0], [0, 1, 1], [0, 1, 0]])
+    best, index = best_f1(latents, labels)
+    assert index.tolist() == [0, 1] and torch.allclose(best, torch.tensor([1.0, 2 * 2 / (2 + 4)]))
+    assert chance_f1(labels) == pytest.approx(2 * 0.5 / 1.5)
+
+
+def test_patching_the_last_residual_gives_the_counterfactuals_logits(model):
+    """The final residual at the end fixes the end logits: patching it in at the right rows and
+    positions gives the counterfactual's own logits, and patching a prompt's own is a no-op."""
+    base, cf = ioi_prompts(model, 70, seed=2, attribute="io")  # more than one batch of 64
+    hook = "blocks.3.hook_resid_post"
+    clean = end_logits(model, base)
+    assert torch.allclose(end_logits(model, base, hook, "end", node_acts(model, base, hook, "end")), clean, atol=1e-4)
+    patched = end_logits(model, base, hook, "end", node_acts(model, cf, hook, "end"))
+    assert torch.allclose(patched, end_logits(model, cf), atol=1e-3)
+    assert not torch.allclose(patched, clean, atol=1e-1)
+
+
+def test_the_supervised_dictionary_controls_the_indirect_object(model, tiny_saes):
+    """At a middle residual at the end, patching in another IO's activation moves the logits by
+    many nats, the supervised edit (two vectors) does about the same, and the SAE's edits do
+    more as they may change more latents, without matching the supervised edit with one."""
+    sae = load_sae(tiny_saes[HOOK])
+    report = evaluate_node(model, sae, "end", n_fit=512, n_eval=96, budgets=(1, 4, 16))
+    io = report["control"]["io"]
+    assert io["patch_effect"] > 5
+    assert 0.8 < io["supervised"] < 1.2
+    assert io["sae_k1"] < io["sae_k4"] < io["sae_k16"] and io["sae_k1"] < 0.5 * io["supervised"]
+    approx = report["approximation"]
+    assert approx["logit_diff"] > 3 and approx["supervised"]["sufficiency"] > 0.7
+    assert approx["supervised"]["necessity"] > 0.7
+    f1 = report["interpretability"]["io"]
+    assert f1["chance"] < f1["f1"] <= 1
+
+
+def test_sae_supervised_prints_tables_and_writes_json(tiny_saes, tmp_path, capsys):
+    out = tmp_path / "report" / "supervised.json"
+    code = main(["supervised", str(tiny_saes["blocks.1.hook_resid_post"]), "--positions", "end", "--fit-prompts", "256",
+                 "--prompts", "48", "--budgets", "2,1", "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "blocks.1.hook_resid_post @end" in text and "k=1" in text and "k=2" in text and "k=4" not in text
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["budgets"] == [1, 2] and len(doc["nodes"]) == 1
+    node = doc["nodes"][0]
+    assert node["position"] == "end" and set(node["control"]) == set(ATTRIBUTES)
+    assert set(node["control"]["io"]) == {"patch_effect", "supervised", "sae_k1", "sae_k2"}
+
+
+@pytest.mark.parametrize("args, words", [(["--positions", "middle"], "--positions 'middle'"),
+                                         (["--budgets", "0"], "--budgets '0'"),
+                                         (["--budgets", "x"], "comma-separated list of integers"),
+                                         (["--prompts", "0"], "--prompts must be a positive")])
+def test_bad_arguments_are_one_line_errors(tiny_saes, capsys, args, words):
+    assert main(["supervised", str(tiny_saes[HOOK]), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and words in err and "\n" not in err
+
+
+def test_a_transcoder_is_refused(model):
+    coder = ARCHITECTURES["topk"](SAEConfig(architecture="topk", hook="blocks.1.ln2.hook_normalized",
+                                            hook_out="blocks.1.hook_mlp_out", d_in=192, d_sae=64, k=4), 192).eval()
+    from activations.errors import ToolkitError
+    with pytest.raises(ToolkitError, match="is a transcoder"):
+        evaluate_node(model, coder, "end", n_fit=8, n_eval=8)
