@@ -271,36 +271,94 @@ def _ratio(moved: Tensor, effect: float) -> float | None:
     return float(moved.mean()) / effect if abs(effect) >= MIN_EFFECT else None
 
 
-def approximation(model, prompts: IOIPrompts, hook: str, where: str, acts: Tensor, recon: dict[str, Tensor],
-                  mean: Tensor) -> dict:
-    """Sufficiency and necessity of each reconstruction [N, d] in ``recon`` (name -> â)."""
-    clean = ioi_logit_diff(end_logits(model, prompts), prompts)
-    ablated = ioi_logit_diff(end_logits(model, prompts, hook, where, mean.expand_as(acts)), prompts)
-    span = float((clean - ablated).mean())
-    report = {"logit_diff": float(clean.mean()), "mean_ablated": float(ablated.mean())}
-    for name, rec in recon.items():
-        kept = ioi_logit_diff(end_logits(model, prompts, hook, where, rec), prompts)
-        removed = ioi_logit_diff(end_logits(model, prompts, hook, where, acts - rec + mean), prompts)
-        report[name] = {"sufficiency": _ratio(kept - ablated, span), "necessity": _ratio(clean - removed, span)}
-    return report
+def _refuse_transcoder(sae: SparseCoder) -> None:
+    if sae.cfg.is_transcoder:
+        raise ToolkitError(f"the coder on {sae.cfg.hook} is a transcoder (it writes {sae.cfg.output_hook}); "
+                           "supervised dictionaries are compared with SAEs, which read and write one hook")
 
 
-def control(model, attribute: str, base: IOIPrompts, cf: IOIPrompts, hook: str, where: str,
-            dictionary: SupervisedDictionary, sae: SparseCoder, budgets=BUDGETS) -> dict:
-    """Patch effect and edit scores (supervised, SAE at each budget) for one attribute."""
-    a_s, a_t = node_acts(model, base, hook, where), node_acts(model, cf, hook, where)
+@dataclass
+class _Pair:
+    """One attribute's prompts and counterfactuals, their activations at the node [N, d], the
+    metric before any edit [N] and the patch effect (logits)."""
 
-    def metric(new: Tensor | None) -> Tensor:
-        logits = end_logits(model, base) if new is None else end_logits(model, base, hook, where, new)
-        return control_metric(attribute, logits, base, cf)
+    base: IOIPrompts
+    cf: IOIPrompts
+    a_s: Tensor
+    a_t: Tensor
+    start: Tensor
+    effect: float = 0.0
 
-    start = metric(None)
-    effect = float((metric(a_t) - start).mean())
-    report = {"patch_effect": effect,
-              "supervised": _ratio(metric(dictionary.edit(a_s, attribute, base, cf)) - start, effect)}
-    for k, edited in sae_edits(sae, a_s, a_t, budgets).items():
-        report[f"sae_k{k}"] = _ratio(metric(edited) - start, effect)
-    return report
+
+class Node:
+    """A hook at one position, with everything that does not depend on the SAE judged there.
+
+    That is the supervised dictionary (fitted on ``n_fit`` prompts, seed ``seed``), the
+    ``n_eval`` evaluation prompts (seed ``seed + 1``) with their clean and mean-ablated logit
+    differences, and one set of counterfactual pairs per attribute with its patch effect.
+    Several SAEs at the hook (a sweep) are judged against one ``Node``.
+    """
+
+    @torch.no_grad()
+    def __init__(self, model, hook: str, where: str, n_fit: int = 1024, n_eval: int = 256, seed: int = 0):
+        self.model, self.hook, self.where = model, hook, where
+        fit_prompts, _ = ioi_prompts(model, n_fit, seed)
+        self.dictionary = SupervisedDictionary.fit(node_acts(model, fit_prompts, hook, where), fit_prompts)
+        self.prompts, _ = ioi_prompts(model, n_eval, seed + 1)
+        self.acts = node_acts(model, self.prompts, hook, where)
+        self.clean = ioi_logit_diff(end_logits(model, self.prompts), self.prompts)
+        self.ablated = self._logit_diff(self.dictionary.mean.expand_as(self.acts))
+        self.pairs = {}
+        for attribute in ATTRIBUTES:
+            base, cf = ioi_prompts(model, n_eval, seed + 1, attribute)
+            pair = _Pair(base, cf, node_acts(model, base, hook, where), node_acts(model, cf, hook, where),
+                         control_metric(attribute, end_logits(model, base), base, cf))
+            pair.effect = float(self._moved(attribute, pair, pair.a_t).mean())
+            self.pairs[attribute] = pair
+
+    def _logit_diff(self, new: Tensor) -> Tensor:
+        return ioi_logit_diff(end_logits(self.model, self.prompts, self.hook, self.where, new), self.prompts)
+
+    def _moved(self, attribute: str, pair: _Pair, new: Tensor) -> Tensor:
+        """The metric's change [N] with ``new`` [N, d] at the node in the pair's base prompts."""
+        logits = end_logits(self.model, pair.base, self.hook, self.where, new)
+        return control_metric(attribute, logits, pair.base, pair.cf) - pair.start
+
+    @torch.no_grad()
+    def approximation(self, recon: Tensor) -> dict:
+        """Sufficiency and necessity of a reconstruction [N, d] of the evaluation activations."""
+        span = float((self.clean - self.ablated).mean())
+        kept = self._logit_diff(recon)
+        removed = self._logit_diff(self.acts - recon + self.dictionary.mean)
+        return {"sufficiency": _ratio(kept - self.ablated, span), "necessity": _ratio(self.clean - removed, span)}
+
+    @torch.no_grad()
+    def supervised(self) -> dict:
+        """The supervised dictionary's report: the logit differences, its approximation, and
+        per attribute the patch effect and its edit's score."""
+        control = {}
+        for attribute, pair in self.pairs.items():
+            edited = self.dictionary.edit(pair.a_s, attribute, pair.base, pair.cf)
+            control[attribute] = {"patch_effect": pair.effect,
+                                  "supervised": _ratio(self._moved(attribute, pair, edited), pair.effect)}
+        return {"logit_diff": float(self.clean.mean()), "mean_ablated": float(self.ablated.mean()),
+                "approximation": self.approximation(self.dictionary.reconstruct(self.prompts)), "control": control}
+
+    @torch.no_grad()
+    def judge(self, sae: SparseCoder, budgets=BUDGETS) -> dict:
+        """An SAE at this hook: its approximation, its edits of at most k latents per attribute
+        (``sae_k{k}``), and interpretability."""
+        _refuse_transcoder(sae)
+        if sae.cfg.hook != self.hook:
+            raise ToolkitError(f"the SAE reads {sae.cfg.hook}, not this node's hook {self.hook}")
+        control = {}
+        for attribute, pair in self.pairs.items():
+            edits = sae_edits(sae, pair.a_s, pair.a_t, budgets)
+            control[attribute] = {f"sae_k{k}": _ratio(self._moved(attribute, pair, edited), pair.effect)
+                                  for k, edited in edits.items()}
+        recon = sae(self.acts.to(sae.W_dec.device)).float().cpu()
+        return {"approximation": self.approximation(recon), "control": control,
+                "interpretability": interpretability(sae, self.acts, self.prompts)}
 
 
 def best_f1(latents: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -333,27 +391,24 @@ def interpretability(sae: SparseCoder, acts: Tensor, prompts: IOIPrompts) -> dic
     return report
 
 
+
+
+def node_report(node: Node, supervised: dict, judged: dict) -> dict:
+    """One SAE's report at ``node`` (``Node.judge``) beside the supervised dictionary's
+    (``Node.supervised``), in the layout of ``sae supervised --out``: approximation
+    {logit_diff, mean_ablated, supervised, sae}, control {attribute: {patch_effect,
+    supervised, sae_k1, ...}} and interpretability."""
+    approximation = {"logit_diff": supervised["logit_diff"], "mean_ablated": supervised["mean_ablated"],
+                     "supervised": supervised["approximation"], "sae": judged["approximation"]}
+    control = {a: {**supervised["control"][a], **judged["control"][a]} for a in ATTRIBUTES}
+    return {"hook": node.hook, "position": node.where, "approximation": approximation, "control": control,
+            "interpretability": judged["interpretability"]}
+
+
 def evaluate_node(model, sae: SparseCoder, where: str, n_fit: int = 1024, n_eval: int = 256, seed: int = 0,
                   budgets=BUDGETS) -> dict:
-    """The three evaluations of ``sae`` against a supervised dictionary at its hook and ``where``.
-
-    The dictionary is fitted on ``n_fit`` prompts (seed ``seed``); everything is measured on
-    ``n_eval`` others (seed ``seed + 1``, and one set of counterfactual pairs per attribute).
-    """
-    if sae.cfg.is_transcoder:
-        raise ToolkitError(f"the coder on {sae.cfg.hook} is a transcoder (it writes {sae.cfg.output_hook}); "
-                           "supervised dictionaries are compared with SAEs, which read and write one hook")
-    hook = sae.cfg.hook
-    fit_prompts, _ = ioi_prompts(model, n_fit, seed)
-    dictionary = SupervisedDictionary.fit(node_acts(model, fit_prompts, hook, where), fit_prompts)
-    prompts, _ = ioi_prompts(model, n_eval, seed + 1)
-    acts = node_acts(model, prompts, hook, where)
-    recon = {"supervised": dictionary.reconstruct(prompts),
-             "sae": sae(acts.to(sae.W_dec.device)).float().cpu()}
-    report = {"hook": hook, "position": where,
-              "approximation": approximation(model, prompts, hook, where, acts, recon, dictionary.mean),
-              "control": {}, "interpretability": interpretability(sae, acts, prompts)}
-    for attribute in ATTRIBUTES:
-        base, cf = ioi_prompts(model, n_eval, seed + 1, attribute)
-        report["control"][attribute] = control(model, attribute, base, cf, hook, where, dictionary, sae, budgets)
-    return report
+    """The three evaluations of ``sae`` against a supervised dictionary at its hook and
+    ``where`` (see ``Node``; to judge several SAEs at one hook, build the ``Node`` once)."""
+    _refuse_transcoder(sae)
+    node = Node(model, sae.cfg.hook, where, n_fit, n_eval, seed)
+    return node_report(node, node.supervised(), node.judge(sae, budgets))

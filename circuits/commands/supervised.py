@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from activations.errors import ToolkitError
-from circuits.supervised import ATTRIBUTES, BUDGETS, POSITIONS, evaluate_node
+from circuits.supervised import ATTRIBUTES, BUDGETS, POSITIONS, Node, node_report
 
 NAME = "supervised"
 HELP = ("judge SAEs against supervised IOI feature dictionaries (Makelov et al. 2024): approximation, control, "
@@ -45,15 +45,19 @@ def _fmt(x) -> str:
     return "     -" if x is None else f"{x:6.3f}"
 
 
+def _label(report: dict) -> str:
+    return f"{Path(report['sae']).name} @{report['position']}"
+
+
 def _print(reports: list[dict], budgets: list[int]) -> None:
-    width = max(len(r["hook"]) for r in reports) + 5
+    width = max(len(_label(r)) for r in reports)
     print("approximation (sufficiency / necessity of the reconstruction) and interpretability (best-latent F1, "
           "chance in brackets)")
     print(f"{'node':<{width}}  {'suff sup':>8} {'suff sae':>8} {'nec sup':>8} {'nec sae':>8}   "
           + "  ".join(f"{'F1 ' + a:>14}" for a in ATTRIBUTES))
     for r in reports:
         a, i = r["approximation"], r["interpretability"]
-        print(f"{r['hook'] + ' @' + r['position']:<{width}}  {_fmt(a['supervised']['sufficiency']):>8} "
+        print(f"{_label(r):<{width}}  {_fmt(a['supervised']['sufficiency']):>8} "
               f"{_fmt(a['sae']['sufficiency']):>8} {_fmt(a['supervised']['necessity']):>8} "
               f"{_fmt(a['sae']['necessity']):>8}   "
               + "  ".join(f"{i[x]['f1']:.3f} ({i[x]['chance']:.3f})" for x in ATTRIBUTES))
@@ -61,7 +65,7 @@ def _print(reports: list[dict], budgets: list[int]) -> None:
     print(f"{'node':<{width}}  {'attr':>4} {'patch':>7} {'sup':>6} " + " ".join(f"{'k=' + str(k):>6}" for k in budgets))
     for r in reports:
         for attribute, c in r["control"].items():
-            print(f"{r['hook'] + ' @' + r['position']:<{width}}  {attribute:>4} {c['patch_effect']:+7.2f} "
+            print(f"{_label(r):<{width}}  {attribute:>4} {c['patch_effect']:+7.2f} "
                   f"{_fmt(c['supervised'])} " + " ".join(_fmt(c[f'sae_k{k}']) for k in budgets))
 
 
@@ -90,11 +94,20 @@ def run(args: argparse.Namespace) -> int:
         if model.hook_width(sae.cfg.hook) != sae.d_in:
             raise ToolkitError(f"{folder} has d_in {sae.d_in} but {model_name} has width "
                                f"{model.hook_width(sae.cfg.hook)} at {sae.cfg.hook}; it belongs to another model")
-    reports = []
     for folder, sae in zip(folders, saes):
+        if sae.cfg.is_transcoder:
+            raise ToolkitError(f"{folder} is a transcoder ({sae.cfg.hook} -> {sae.cfg.output_hook}); supervised "
+                               "dictionaries are compared with SAEs, which read and write one hook")
+    reports = []
+    by_hook = {}
+    for folder, sae in zip(folders, saes):
+        by_hook.setdefault(sae.cfg.hook, []).append((folder, sae))
+    for hook, group in by_hook.items():
         for where in positions:
-            report = evaluate_node(model, sae, where, args.fit_prompts, args.prompts, args.seed, tuple(budgets))
-            reports.append({"sae": str(folder), **report})
+            node = Node(model, hook, where, args.fit_prompts, args.prompts, args.seed)
+            supervised = node.supervised()
+            for folder, sae in group:
+                reports.append({"sae": str(folder), **node_report(node, supervised, node.judge(sae, tuple(budgets)))})
     _print(reports, budgets)
     if out is not None:
         settings = {"model": model_name, "fit_prompts": args.fit_prompts, "prompts": args.prompts, "seed": args.seed,

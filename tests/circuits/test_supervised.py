@@ -162,3 +162,26 @@ def test_a_transcoder_is_refused(model):
     from activations.errors import ToolkitError
     with pytest.raises(ToolkitError, match="is a transcoder"):
         evaluate_node(model, coder, "end", n_fit=8, n_eval=8)
+
+
+def test_saes_at_one_hook_share_one_dictionary(tiny_saes, tmp_path, capsys, monkeypatch):
+    """A sweep at one hook: the node (dictionary, prompts, patch effects) is built once, each
+    SAE gets its own row, named by its folder, and equal SAEs get equal reports."""
+    import shutil
+
+    import circuits.supervised as supervised
+    sweep = tmp_path / "sweep"
+    for name in ("a-k16", "b-k16"):
+        shutil.copytree(tiny_saes["blocks.1.hook_resid_post"], sweep / name)
+    built = []
+    real_init = supervised.Node.__init__
+    monkeypatch.setattr(supervised.Node, "__init__", lambda self, *a, **kw: built.append(a[1:3]) or real_init(self, *a, **kw))
+    out = tmp_path / "sweep.json"
+    assert main(["supervised", str(sweep), "--positions", "end", "--fit-prompts", "128", "--prompts", "32",
+                 "--budgets", "1", "--out", str(out)]) == 0
+    assert built == [("blocks.1.hook_resid_post", "end")]
+    text = capsys.readouterr().out
+    assert "a-k16 @end" in text and "b-k16 @end" in text
+    a, b = json.loads(out.read_text())["nodes"]
+    assert a["sae"].endswith("a-k16") and b["sae"].endswith("b-k16")
+    assert {k: v for k, v in a.items() if k != "sae"} == {k: v for k, v in b.items() if k != "sae"}
