@@ -138,7 +138,7 @@ def test_sae_supervised_prints_tables_and_writes_json(tiny_saes, tmp_path, capsy
                  "--prompts", "48", "--budgets", "2,1", "--out", str(out)])
     assert code == 0
     text = capsys.readouterr().out
-    assert "blocks.1.hook_resid_post @end" in text and "k=1" in text and "k=2" in text and "k=4" not in text
+    assert f"{tiny_saes['blocks.1.hook_resid_post'].name} @end" in text and "k=1" in text and "k=2" in text and "k=4" not in text
     doc = json.loads(out.read_text())
     assert doc["settings"]["budgets"] == [1, 2] and len(doc["nodes"]) == 1
     node = doc["nodes"][0]
