@@ -1,159 +1,52 @@
-"""SAEs judged against supervised feature dictionaries on IOI (Makelov, Lange & Nanda 2024).
+"""SAEs judged against supervised feature dictionaries (Makelov, Lange & Nanda 2024).
 
-IOI prompts ("When Mary and John went to the store, John gave a drink to" -> " Mary") are
-described by three attributes: ``io`` (the indirect object's name), ``s`` (the subject's
-name) and ``pos`` (0 when the indirect object is named first, 1 when second). At a *node*, a
-hook at one position (``end``: the final token; ``s2``: the subject's second mention), the
-**supervised dictionary** is the attributes' mean differences over a fitting set of prompts:
+A task (``circuits.supervised_tasks``: ``ioi``, ``sva``) describes each prompt by a few
+attributes (IOI: the indirect object's name, the subject's name, their order). At a *node*,
+a hook at one of the task's positions, the **supervised dictionary** is the attributes' mean
+differences over a fitting set of prompts:
 
     u[attr][v] = E[a | attr = v] − E[a]        â(p) = E[a] + Σ_attr u[attr][value of p]
 
 An SAE at the same hook is judged on the same three axes as this dictionary, on other prompts:
 
-- **approximation** (the logit difference F = logit(IO) − logit(S) at the end): with a
-  replaced by the reconstruction, ``sufficiency`` = (F(â) − F(mean)) / (F(a) − F(mean)); with
-  the reconstruction taken out (a − â + E[a]), ``necessity`` = (F(a) − F(a − â + E[a])) /
+- **approximation** (the task's logit difference F at the last token): with a replaced by
+  the reconstruction, ``sufficiency`` = (F(â) − F(mean)) / (F(a) − F(mean)); with the
+  reconstruction taken out (a − â + E[a]), ``necessity`` = (F(a) − F(a − â + E[a])) /
   (F(a) − F(mean)). Both are 1 for a perfect dictionary; the SAE's â is its reconstruction.
-- **control**: a prompt s and its counterfactual t differ in one attribute (a new IO name, a
-  new S name, or the two names' order). Patching t's activation into s's run moves a metric
-  by ``patch_effect``: for ``io`` F = logit(IO_t) − logit(IO_s), for ``s`` F = logit(S_s) −
-  logit(S_t), for ``pos`` F = logit(S) − logit(IO). The supervised edit is a_s − u[attr][v_s]
-  + u[attr][v_t]; the SAE edit adds, for at most k latents chosen greedily, (f_t − f_s)_j d_j,
-  the change that brings the SAE's reconstruction closest to t's (the SAE's error term
-  stays). ``score`` = mean(F(edit) − F(s)) / patch_effect: 1 does
-  what patching does. A node whose patch effect is below ``MIN_EFFECT`` logits has no score.
+- **control**: a prompt s and its counterfactual t differ in one attribute. Patching t's
+  activation into s's run moves the task's control metric by ``patch_effect``. The
+  supervised edit is a_s − u[attr][v_s] + u[attr][v_t]; the SAE edit adds, for at most k
+  latents chosen greedily, (f_t − f_s)_j d_j, the change that brings the SAE's
+  reconstruction closest to t's (the SAE's error term stays). ``score`` = mean(F(edit) −
+  F(s)) / patch_effect: 1 does what patching does. A node whose patch effect is below
+  ``MIN_EFFECT`` logits has no score.
 - **interpretability**: for each attribute value, the latent whose firing (f > 0) best
-  predicts it (F1 over the evaluation prompts); ``f1`` is the mean over values of that best F1.
+  predicts it (F1 over the evaluation prompts); ``f1`` is the mean over values of that best
+  F1, ``chance`` that of a detector that always fires.
 
-Names are the generator's held-out names and prompts its held-out templates, so the model has
-never seen these combinations. Everything here runs under ``torch.no_grad()``.
+Everything here runs under ``torch.no_grad()``.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from activations.errors import ToolkitError
+from circuits.supervised_tasks import Task, TaskPrompts, get_task
 from sae.architectures import SparseCoder
 
-ATTRIBUTES = ("io", "s", "pos")
-POSITIONS = ("end", "s2")
 BUDGETS = (1, 2, 4, 8, 16)
 MIN_EFFECT = 0.5  # logits: a smaller patch effect says the node does not carry the attribute
-
-
-@dataclass
-class IOIPrompts:
-    """Tokenised IOI prompts of one template each, right-padded.
-
-    tokens [N, T]; end, s2 [N]: positions of the last token and of the subject's second
-    mention; io, s [N]: the two names' token ids; values: attribute -> [N] long (name
-    indices into ``names`` for io and s; 0/1 for pos); names: the names indexed.
-    """
-
-    tokens: Tensor
-    end: Tensor
-    s2: Tensor
-    io: Tensor
-    s: Tensor
-    values: dict[str, Tensor]
-    names: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return self.tokens.shape[0]
-
-    def positions(self, where: str) -> Tensor:
-        if where not in POSITIONS:
-            raise ToolkitError(f"unknown position '{where}'; use one of {', '.join(POSITIONS)}")
-        return self.end if where == "end" else self.s2
-
-
-@dataclass
-class _Fill:
-    template: str
-    io: str
-    s: str
-    pos: int
-    place: str
-    obj: str
-
-    def text(self) -> str:
-        first, second = (self.io, self.s) if self.pos == 0 else (self.s, self.io)
-        return self.template.format(A=first, B=second, S=self.s, place=self.place, obj=self.obj)
-
-
-def _names(model) -> tuple[str, ...]:
-    """The held-out IOI names that are one token after a space (the answer's form)."""
-    from activations.corpus.names import names_for
-    names = tuple(n for n in names_for("heldout", "ioi") if len(model.tokenizer.encode(" " + n)) == 1)
-    if len(names) < 4:
-        raise ToolkitError(f"only {len(names)} of the generator's held-out names are single tokens for "
-                           f"{model.name}'s tokenizer; supervised dictionaries need at least 4")
-    return names
-
-
-def _counterfactual(fill: _Fill, attribute: str, rng: random.Random, names: tuple[str, ...]) -> _Fill:
-    others = [n for n in names if n not in (fill.io, fill.s)]
-    if attribute == "io":
-        return _Fill(fill.template, rng.choice(others), fill.s, fill.pos, fill.place, fill.obj)
-    if attribute == "s":
-        return _Fill(fill.template, fill.io, rng.choice(others), fill.pos, fill.place, fill.obj)
-    if attribute == "pos":
-        return _Fill(fill.template, fill.io, fill.s, 1 - fill.pos, fill.place, fill.obj)
-    raise ToolkitError(f"unknown attribute '{attribute}'; use one of {', '.join(ATTRIBUTES)}")
-
-
-def _tokenize(model, fills: list[_Fill], names: tuple[str, ...], width: int) -> IOIPrompts:
-    tok, bos = model.tokenizer, model.bos_token_id
-    rows = [[bos] + tok.encode(f.text()) for f in fills]
-    io = torch.tensor([tok.encode(" " + f.io)[0] for f in fills])
-    s = torch.tensor([tok.encode(" " + f.s)[0] for f in fills])
-    s2 = torch.tensor([max(i for i, t in enumerate(row) if t == int(si)) for row, si in zip(rows, s)])
-    index = {n: i for i, n in enumerate(names)}
-    values = {"io": torch.tensor([index[f.io] for f in fills]), "s": torch.tensor([index[f.s] for f in fills]),
-              "pos": torch.tensor([f.pos for f in fills])}
-    tokens = torch.tensor([row + [bos] * (width - len(row)) for row in rows])
-    return IOIPrompts(tokens, torch.tensor([len(r) - 1 for r in rows]), s2, io, s, values, names)
-
-
-def ioi_prompts(model, n: int, seed: int = 0, attribute: str | None = None) -> tuple[IOIPrompts, IOIPrompts | None]:
-    """``n`` held-out IOI prompts and, with ``attribute``, their counterfactuals changing it.
-
-    Pairs whose two prompts tokenise to different lengths are drawn again, so that positions
-    line up for patching.
-    """
-    from activations.corpus.ioi import templates_for
-    from activations.corpus.lexicon import OBJECTS, PLACES
-    names, tok = _names(model), model.tokenizer
-    rng = random.Random(f"supervised-ioi:{seed}:{attribute}")
-    base, other = [], []
-    for _ in range(50 * n):
-        if len(base) == n:
-            break
-        io, s = rng.sample(names, 2)
-        fill = _Fill(rng.choice(templates_for("heldout")), io, s, rng.randrange(2), rng.choice(PLACES), rng.choice(OBJECTS))
-        cf = _counterfactual(fill, attribute, rng, names) if attribute else None
-        if cf is not None and len(tok.encode(fill.text())) != len(tok.encode(cf.text())):
-            continue
-        base.append(fill)
-        other.append(cf)
-    if len(base) < n:
-        raise ToolkitError(f"could draw only {len(base)} of {n} IOI prompt pairs of equal token length")
-    width = max(len(tok.encode(f.text())) for f in base + [c for c in other if c]) + 1
-    return _tokenize(model, base, names, width), (_tokenize(model, other, names, width) if attribute else None)
-
-
-BATCH = 64
+BATCH = 64  # prompts per forward pass
 
 
 @torch.no_grad()
-def node_acts(model, prompts: IOIPrompts, hook: str, where: str) -> Tensor:
+def node_acts(model, prompts: TaskPrompts, hook: str, where: str) -> Tensor:
     """Activations [N, d] (float32) of ``hook`` at each prompt's ``where`` position."""
-    rows = prompts.positions(where)
+    rows = prompts.at(where)
     out = []
     for start in range(0, len(prompts), BATCH):
         acts = model.capture(prompts.tokens[start:start + BATCH], [hook])[hook]
@@ -163,12 +56,12 @@ def node_acts(model, prompts: IOIPrompts, hook: str, where: str) -> Tensor:
 
 
 @torch.no_grad()
-def end_logits(model, prompts: IOIPrompts, hook: str | None = None, where: str = "end",
+def end_logits(model, prompts: TaskPrompts, hook: str | None = None, where: str = "end",
                new: Tensor | None = None) -> Tensor:
     """Logits [N, vocab] at each prompt's last token, with ``hook`` at ``where`` set to
     ``new`` [N, d] (or unpatched when ``hook`` is None)."""
     out = []
-    rows = prompts.positions(where)
+    rows = prompts.at(where)
     for start in range(0, len(prompts), BATCH):
         chunk = slice(start, start + BATCH)
         patches = None
@@ -183,24 +76,6 @@ def end_logits(model, prompts: IOIPrompts, hook: str | None = None, where: str =
     return torch.cat(out)
 
 
-def _pick(logits: Tensor, ids: Tensor) -> Tensor:
-    return logits[torch.arange(logits.shape[0]), ids]
-
-
-def ioi_logit_diff(logits: Tensor, prompts: IOIPrompts) -> Tensor:
-    """F = logit(IO) − logit(S) per prompt [N] from end logits [N, vocab]."""
-    return _pick(logits, prompts.io) - _pick(logits, prompts.s)
-
-
-def control_metric(attribute: str, logits: Tensor, base: IOIPrompts, cf: IOIPrompts) -> Tensor:
-    """The metric [N] an edit of ``attribute`` should move (see the module docstring)."""
-    if attribute == "io":
-        return _pick(logits, cf.io) - _pick(logits, base.io)
-    if attribute == "s":
-        return _pick(logits, base.s) - _pick(logits, cf.s)
-    return _pick(logits, base.s) - _pick(logits, base.io)
-
-
 @dataclass
 class SupervisedDictionary:
     """mean [d] and u: attribute -> [n_values, d] (NaN rows for values never seen)."""
@@ -209,12 +84,12 @@ class SupervisedDictionary:
     u: dict[str, Tensor]
 
     @classmethod
-    def fit(cls, acts: Tensor, prompts: IOIPrompts) -> SupervisedDictionary:
+    def fit(cls, acts: Tensor, prompts: TaskPrompts) -> SupervisedDictionary:
         """Mean differences of acts [N, d] by each attribute's value."""
         mean = acts.mean(0)
         u = {}
         for attribute, values in prompts.values.items():
-            n_values = len(prompts.names) if attribute != "pos" else 2
+            n_values = prompts.n_values[attribute]
             sums = torch.zeros(n_values, acts.shape[1]).index_add_(0, values, acts)
             counts = torch.bincount(values, minlength=n_values).float()[:, None]
             u[attribute] = torch.where(counts > 0, sums / counts.clamp(min=1), float("nan")) - mean
@@ -227,11 +102,11 @@ class SupervisedDictionary:
             raise ToolkitError(f"some {attribute} values never occur in the fitting prompts; fit on more prompts")
         return rows
 
-    def reconstruct(self, prompts: IOIPrompts) -> Tensor:
+    def reconstruct(self, prompts: TaskPrompts) -> Tensor:
         """â [N, d] = mean + Σ_attr u[attr][value]."""
         return self.mean + sum(self.vectors(a, v) for a, v in prompts.values.items())
 
-    def edit(self, acts: Tensor, attribute: str, base: IOIPrompts, cf: IOIPrompts) -> Tensor:
+    def edit(self, acts: Tensor, attribute: str, base: TaskPrompts, cf: TaskPrompts) -> Tensor:
         """a − u[attr][v_s] + u[attr][v_t] for acts [N, d] of ``base``."""
         return acts - self.vectors(attribute, base.values[attribute]) + self.vectors(attribute, cf.values[attribute])
 
@@ -257,11 +132,12 @@ def sae_edits(sae: SparseCoder, acts: Tensor, target: Tensor, budgets=BUDGETS) -
         gain = 2 * coef * (residual @ dec.t()) - coef.pow(2) * sq_norms
         gain = gain.masked_fill(used, float("-inf"))
         best = gain.argmax(1)
-        take = _pick(gain, best) > 0
-        change = _pick(coef, best)[:, None] * dec[best] * take[:, None]
+        rows = torch.arange(len(best))
+        take = gain[rows, best] > 0
+        change = coef[rows, best][:, None] * dec[best] * take[:, None]
         edit += change
         residual -= change
-        used[torch.arange(len(best)), best] |= take
+        used[rows, best] |= take
         if step in budgets:
             out[step] = acts + edit
     return out
@@ -282,8 +158,8 @@ class _Pair:
     """One attribute's prompts and counterfactuals, their activations at the node [N, d], the
     metric before any edit [N] and the patch effect (logits)."""
 
-    base: IOIPrompts
-    cf: IOIPrompts
+    base: TaskPrompts
+    cf: TaskPrompts
     a_s: Tensor
     a_t: Tensor
     start: Tensor
@@ -291,7 +167,8 @@ class _Pair:
 
 
 class Node:
-    """A hook at one position, with everything that does not depend on the SAE judged there.
+    """A hook at one of a task's positions, with everything that does not depend on the SAE
+    judged there.
 
     That is the supervised dictionary (fitted on ``n_fit`` prompts, seed ``seed``), the
     ``n_eval`` evaluation prompts (seed ``seed + 1``) with their clean and mean-ablated logit
@@ -300,29 +177,33 @@ class Node:
     """
 
     @torch.no_grad()
-    def __init__(self, model, hook: str, where: str, n_fit: int = 1024, n_eval: int = 256, seed: int = 0):
-        self.model, self.hook, self.where = model, hook, where
-        fit_prompts, _ = ioi_prompts(model, n_fit, seed)
+    def __init__(self, model, hook: str, where: str, n_fit: int = 1024, n_eval: int = 256, seed: int = 0,
+                 task: str | Task = "ioi"):
+        self.model, self.hook, self.where, self.task = model, hook, where, get_task(task)
+        if where not in self.task.positions:
+            raise ToolkitError(f"unknown {self.task.name} position '{where}'; use one of "
+                               f"{', '.join(self.task.positions)}")
+        fit_prompts, _ = self.task.prompts(model, n_fit, seed)
         self.dictionary = SupervisedDictionary.fit(node_acts(model, fit_prompts, hook, where), fit_prompts)
-        self.prompts, _ = ioi_prompts(model, n_eval, seed + 1)
+        self.prompts, _ = self.task.prompts(model, n_eval, seed + 1)
         self.acts = node_acts(model, self.prompts, hook, where)
-        self.clean = ioi_logit_diff(end_logits(model, self.prompts), self.prompts)
+        self.clean = self.task.logit_diff(end_logits(model, self.prompts), self.prompts)
         self.ablated = self._logit_diff(self.dictionary.mean.expand_as(self.acts))
         self.pairs = {}
-        for attribute in ATTRIBUTES:
-            base, cf = ioi_prompts(model, n_eval, seed + 1, attribute)
+        for attribute in self.task.attributes:
+            base, cf = self.task.prompts(model, n_eval, seed + 1, attribute)
             pair = _Pair(base, cf, node_acts(model, base, hook, where), node_acts(model, cf, hook, where),
-                         control_metric(attribute, end_logits(model, base), base, cf))
+                         self.task.control_metric(attribute, end_logits(model, base), base, cf))
             pair.effect = float(self._moved(attribute, pair, pair.a_t).mean())
             self.pairs[attribute] = pair
 
     def _logit_diff(self, new: Tensor) -> Tensor:
-        return ioi_logit_diff(end_logits(self.model, self.prompts, self.hook, self.where, new), self.prompts)
+        return self.task.logit_diff(end_logits(self.model, self.prompts, self.hook, self.where, new), self.prompts)
 
     def _moved(self, attribute: str, pair: _Pair, new: Tensor) -> Tensor:
         """The metric's change [N] with ``new`` [N, d] at the node in the pair's base prompts."""
         logits = end_logits(self.model, pair.base, self.hook, self.where, new)
-        return control_metric(attribute, logits, pair.base, pair.cf) - pair.start
+        return self.task.control_metric(attribute, logits, pair.base, pair.cf) - pair.start
 
     @torch.no_grad()
     def approximation(self, recon: Tensor) -> dict:
@@ -380,7 +261,7 @@ def chance_f1(labels: Tensor) -> float:
     return float((2 * share / (1 + share)).mean())
 
 
-def interpretability(sae: SparseCoder, acts: Tensor, prompts: IOIPrompts) -> dict:
+def interpretability(sae: SparseCoder, acts: Tensor, prompts: TaskPrompts) -> dict:
     """Per attribute: the mean best-latent F1, an always-firing detector's (``chance``), and
     the latent that is best for the most values."""
     latents = sae.encode(acts.to(sae.W_dec.device)).float().cpu()
@@ -400,15 +281,15 @@ def node_report(node: Node, supervised: dict, judged: dict) -> dict:
     supervised, sae_k1, ...}} and interpretability."""
     approximation = {"logit_diff": supervised["logit_diff"], "mean_ablated": supervised["mean_ablated"],
                      "supervised": supervised["approximation"], "sae": judged["approximation"]}
-    control = {a: {**supervised["control"][a], **judged["control"][a]} for a in ATTRIBUTES}
-    return {"hook": node.hook, "position": node.where, "approximation": approximation, "control": control,
+    control = {a: {**supervised["control"][a], **judged["control"][a]} for a in node.task.attributes}
+    return {"task": node.task.name, "hook": node.hook, "position": node.where, "approximation": approximation, "control": control,
             "interpretability": judged["interpretability"]}
 
 
 def evaluate_node(model, sae: SparseCoder, where: str, n_fit: int = 1024, n_eval: int = 256, seed: int = 0,
-                  budgets=BUDGETS) -> dict:
+                  budgets=BUDGETS, task: str | Task = "ioi") -> dict:
     """The three evaluations of ``sae`` against a supervised dictionary at its hook and
     ``where`` (see ``Node``; to judge several SAEs at one hook, build the ``Node`` once)."""
     _refuse_transcoder(sae)
-    node = Node(model, sae.cfg.hook, where, n_fit, n_eval, seed)
+    node = Node(model, sae.cfg.hook, where, n_fit, n_eval, seed, task)
     return node_report(node, node.supervised(), node.judge(sae, budgets))

@@ -21,3 +21,7 @@ def fixture_saes(seed: int | None = None) -> Path:
         sys.exit(f"error: no cached fixture SAEs at {saes}; run `python scripts/fixture_seeds.py --seeds "
                  f"{conftest.RECIPE['seed']} --logs LOGS` (or the slow circuits tests) first, or pass --saes")
     return saes
+
+
+if __name__ == "__main__":  # python scripts/fixture_path.py [SEED]: print the folder
+    print(fixture_saes(int(sys.argv[1]) if len(sys.argv) > 1 else None))

@@ -11,31 +11,41 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def _f(x) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
+def _namer(doc: dict):
+    """Row names: the hook, or the SAE folder's name when several SAEs share a hook (a sweep)."""
+    hooks = [(n["hook"], n["position"]) for n in doc["nodes"]]
+    sweep = len(set(hooks)) < len(hooks)
+    return lambda n: f"{Path(n['sae']).name if sweep else n['hook']} @{n['position']}"
+
+
 def approximation_table(doc: dict) -> list[str]:
-    lines = ["| node | sufficiency sup / SAE | necessity sup / SAE | best F1 io / s / pos |", "|---|---|---|---|"]
+    attributes, name_of = list(doc["nodes"][0]["interpretability"]), _namer(doc)
+    lines = [f"| node | sufficiency sup / SAE | necessity sup / SAE | best F1 {' / '.join(attributes)} |",
+             "|---|---|---|---|"]
     for n in doc["nodes"]:
         a, i = n["approximation"], n["interpretability"]
         if a["supervised"]["sufficiency"] is not None:
-            lines.append(f"| {n['hook']} @{n['position']} | {_f(a['supervised']['sufficiency'])} / "
-                         f"{_f(a['sae']['sufficiency'])} | {_f(a['supervised']['necessity'])} / "
-                         f"{_f(a['sae']['necessity'])} | {i['io']['f1']:.2f} / {i['s']['f1']:.2f} / {i['pos']['f1']:.2f} |")
+            lines.append(f"| {name_of(n)} | {_f(a['supervised']['sufficiency'])} / {_f(a['sae']['sufficiency'])} | "
+                         f"{_f(a['supervised']['necessity'])} / {_f(a['sae']['necessity'])} | "
+                         + " / ".join(f"{i[x]['f1']:.2f}" for x in attributes) + " |")
     return lines
 
 
 def control_table(doc: dict) -> list[str]:
-    budgets = doc["settings"]["budgets"]
+    budgets, name_of = doc["settings"]["budgets"], _namer(doc)
     lines = ["| node | attr | patch effect | supervised (2 vectors) | " + " | ".join(f"SAE k={k}" for k in budgets) + " |",
              "|---|---|---|---|" + "---|" * len(budgets)]
     for n in doc["nodes"]:
         for attribute, c in n["control"].items():
             if c["supervised"] is not None:
-                lines.append(f"| {n['hook']} @{n['position']} | {attribute} | {c['patch_effect']:+.2f} | "
+                lines.append(f"| {name_of(n)} | {attribute} | {c['patch_effect']:+.2f} | "
                              f"{_f(c['supervised'])} | " + " | ".join(_f(c[f'sae_k{k}']) for k in budgets) + " |")
     return lines
 

@@ -1,4 +1,4 @@
-"""Supervised IOI feature dictionaries and the Makelov et al. 2024 evaluations of SAEs."""
+"""Supervised feature dictionaries (IOI, agreement) and the Makelov et al. 2024 evaluations of SAEs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import pytest
 import torch
 
 from activations.models import load_model
-from circuits.supervised import (ATTRIBUTES, SupervisedDictionary, best_f1, chance_f1, end_logits, evaluate_node,
-                                 ioi_prompts, node_acts, sae_edits)
+from circuits.supervised import (SupervisedDictionary, best_f1, chance_f1, end_logits, evaluate_node, node_acts,
+                                 sae_edits)
+from circuits.supervised_tasks import TASKS, TaskPrompts
+
+IOI, SVA = TASKS["ioi"], TASKS["sva"]
+ATTRIBUTES = IOI.attributes
 from sae.architectures import ARCHITECTURES
 from sae.cli import main
 from sae.config import SAEConfig
@@ -24,41 +28,62 @@ def model():
     return load_model("tiny", device="cpu")
 
 
-def _words(model, tokens):
-    return [model.tokenizer.decode([t]) for t in tokens.tolist()]
-
-
 @pytest.mark.parametrize("attribute", ATTRIBUTES)
 def test_a_counterfactual_changes_its_attribute_only(model, attribute):
-    base, cf = ioi_prompts(model, 40, seed=3, attribute=attribute)
-    assert base.tokens.shape == cf.tokens.shape and torch.equal(base.end, cf.end) and torch.equal(base.s2, cf.s2)
+    base, cf = IOI.prompts(model, 40, seed=3, attribute=attribute)
+    assert base.tokens.shape == cf.tokens.shape and torch.equal(base.end, cf.end)
+    assert torch.equal(base.at("s2"), cf.at("s2"))
     for other in ATTRIBUTES:
         assert torch.equal(base.values[other], cf.values[other]) == (other != attribute)
     assert (base.values[attribute] != cf.values[attribute]).all()
     rows = torch.arange(len(base))
+    names = IOI.names(model)
     for p in (base, cf):
-        assert torch.equal(p.tokens[rows, p.s2], p.s) and (p.s2 < p.end).all()  # S2 is the subject's name
-        later = torch.arange(p.tokens.shape[1])[None, :] > p.s2[:, None]
-        assert not ((p.tokens == p.s[:, None]) & later).any()  # ... and its last mention
+        s2, s_id, io_id = p.at("s2"), p.answers["s"], p.answers["io"]
+        assert torch.equal(p.tokens[rows, s2], s_id) and (s2 < p.end).all()  # S2 is the subject's name
+        later = torch.arange(p.tokens.shape[1])[None, :] > s2[:, None]
+        assert not ((p.tokens == s_id[:, None]) & later).any()  # ... and its last mention
         for i in range(len(p)):
             text = model.tokenizer.decode(p.tokens[i, 1:p.end[i] + 1].tolist())
-            io, s = p.names[p.values["io"][i]], p.names[p.values["s"][i]]
+            io, s = names[p.values["io"][i]], names[p.values["s"][i]]
             words = re.findall(r"[A-Z][a-z]+", text)
             assert words.count(io) == 1 and words.count(s) == 2, text  # IO once, S twice
             assert (words.index(io) < words.index(s)) == (p.values["pos"][i] == 0), text
-            assert model.tokenizer.decode([int(p.io[i])]) == " " + io and model.tokenizer.decode([int(p.s[i])]) == " " + s
+            assert model.tokenizer.decode([int(io_id[i])]) == " " + io and model.tokenizer.decode([int(s_id[i])]) == " " + s
     changed = (base.tokens != cf.tokens).sum(1)
     assert (changed == {"io": 1, "s": 2, "pos": 2}[attribute]).all()  # one name, both mentions, or the order
-    assert all(" to" in w or " for" in w or " at" in w for w in _words(model, base.tokens[rows, base.end]))
+
+
+@pytest.mark.parametrize("attribute", SVA.attributes)
+def test_an_agreement_counterfactual_changes_its_attribute_only(model, attribute):
+    base, cf = SVA.prompts(model, 40, seed=3, attribute=attribute)
+    assert base.tokens.shape == cf.tokens.shape and torch.equal(base.end, cf.end)
+    assert torch.equal(base.at("subject"), cf.at("subject"))
+    for other in SVA.attributes:
+        assert torch.equal(base.values[other], cf.values[other]) == (other != attribute)
+    lemmas = SVA.lemmas()
+    for p in (base, cf):
+        for i in range(len(p)):
+            words = model.tokenizer.decode(p.tokens[i, 1:p.end[i] + 1].tolist()).split()
+            noun = lemmas[p.values["noun"][i]][p.values["number"][i]]
+            head = model.tokenizer.decode(p.tokens[i, 1:p.at("subject")[i] + 1].tolist())
+            assert words[1] == noun and head.split() == words[:2], (words, head)  # "The {S} ...": the subject's last token
+            right, wrong = (model.tokenizer.decode([int(p.answers[k][i])]) for k in ("right", "wrong"))
+            assert right.endswith("s") != bool(p.values["number"][i]), (right, wrong)  # "is", "runs" / "are", "run"
+    if attribute == "number":  # the right verb form of one is the wrong form of the other
+        assert torch.equal(base.answers["right"], cf.answers["wrong"])
 
 
 def test_the_supervised_dictionary_is_the_attributes_mean_differences():
-    from circuits.supervised import IOIPrompts
     torch.manual_seed(0)
-    names = ("A", "B", "C")
+    n_values = {"io": 3, "s": 3, "pos": 2}
+
+    def prompts_of(io, s, pos):
+        return TaskPrompts(torch.zeros(len(io), 3, dtype=torch.long), {"end": torch.zeros(len(io))},
+                           {"io": io, "s": s, "pos": pos}, {}, n_values)
+
     io, s, pos = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([1, 2, 0, 2, 0, 1]), torch.tensor([0, 1, 0, 1, 0, 1])
-    prompts = IOIPrompts(torch.zeros(6, 3, dtype=torch.long), torch.zeros(6), torch.zeros(6), io, s,
-                         {"io": io, "s": s, "pos": pos}, names)
+    prompts = prompts_of(io, s, pos)
     acts = torch.randn(6, 4)
     d = SupervisedDictionary.fit(acts, prompts)
     assert torch.allclose(d.mean, acts.mean(0))
@@ -68,15 +93,14 @@ def test_the_supervised_dictionary_is_the_attributes_mean_differences():
     # which mean differences are the effects), are reconstructed and edited exactly
     io, s, pos = (column.flatten() for column in torch.meshgrid(torch.arange(3), torch.arange(3), torch.arange(2),
                                                                 indexing="ij"))
-    prompts = IOIPrompts(torch.zeros(18, 3, dtype=torch.long), torch.zeros(18), torch.zeros(18), io, s,
-                         {"io": io, "s": s, "pos": pos}, names)
+    prompts = prompts_of(io, s, pos)
     mean, u_io, u_s, u_pos = torch.randn(4), torch.randn(3, 4), torch.randn(3, 4), torch.randn(2, 4)
     u_io, u_s, u_pos = u_io - u_io.mean(0), u_s - u_s.mean(0), u_pos - u_pos.mean(0)
     acts = mean + u_io[io] + u_s[s] + u_pos[pos]
     d = SupervisedDictionary.fit(acts, prompts)
     assert torch.allclose(d.u["s"], u_s, atol=1e-5)
     assert torch.allclose(d.reconstruct(prompts), acts, atol=1e-5)
-    cf = IOIPrompts(prompts.tokens, prompts.end, prompts.s2, io, s, {"io": (io + 1) % 3, "s": s, "pos": pos}, names)
+    cf = prompts_of((io + 1) % 3, s, pos)
     assert torch.allclose(d.edit(acts, "io", prompts, cf), mean + u_io[(io + 1) % 3] + u_s[s] + u_pos[pos], atol=1e-5)
 
 
@@ -106,7 +130,7 @@ def test_best_f1_and_chance():
 def test_patching_the_last_residual_gives_the_counterfactuals_logits(model):
     """The final residual at the end fixes the end logits: patching it in at the right rows and
     positions gives the counterfactual's own logits, and patching a prompt's own is a no-op."""
-    base, cf = ioi_prompts(model, 70, seed=2, attribute="io")  # more than one batch of 64
+    base, cf = IOI.prompts(model, 70, seed=2, attribute="io")  # more than one batch of 64
     hook = "blocks.3.hook_resid_post"
     clean = end_logits(model, base)
     assert torch.allclose(end_logits(model, base, hook, "end", node_acts(model, base, hook, "end")), clean, atol=1e-4)
@@ -132,6 +156,21 @@ def test_the_supervised_dictionary_controls_the_indirect_object(model, tiny_saes
     assert f1["chance"] < f1["f1"] <= 1
 
 
+def test_agreement_number_reaches_the_end_in_the_last_layer(model, tiny_saes):
+    """SVA: at the last residual at the end, flipping the subject's number moves the verb by
+    many nats; the supervised edit does the same with two vectors, one latent detects the
+    number, and the SAE's edits do more the more latents they change. The attractor's number
+    moves nothing there (the model agrees across attractors)."""
+    sae = load_sae(tiny_saes["blocks.3.hook_resid_post"])
+    report = evaluate_node(model, sae, "end", n_fit=512, n_eval=96, budgets=(1, 4, 16), task="sva")
+    assert report["task"] == "sva"
+    number = report["control"]["number"]
+    assert number["patch_effect"] > 5 and 0.9 < number["supervised"] < 1.1
+    assert number["sae_k1"] < number["sae_k4"] < number["sae_k16"]
+    assert report["control"]["attractor"]["supervised"] is None  # |patch effect| < 0.5 logits
+    assert report["interpretability"]["number"]["f1"] > 0.9 > report["interpretability"]["number"]["chance"]
+
+
 def test_sae_supervised_prints_tables_and_writes_json(tiny_saes, tmp_path, capsys):
     out = tmp_path / "report" / "supervised.json"
     code = main(["supervised", str(tiny_saes["blocks.1.hook_resid_post"]), "--positions", "end", "--fit-prompts", "256",
@@ -147,6 +186,8 @@ def test_sae_supervised_prints_tables_and_writes_json(tiny_saes, tmp_path, capsy
 
 
 @pytest.mark.parametrize("args, words", [(["--positions", "middle"], "--positions 'middle'"),
+                                         (["--task", "sva", "--positions", "s2"], "some of end, subject"),
+                                         (["--task", "nope"], "unknown task 'nope'; use one of ioi, sva"),
                                          (["--budgets", "0"], "--budgets '0'"),
                                          (["--budgets", "x"], "comma-separated list of integers"),
                                          (["--prompts", "0"], "--prompts must be a positive")])
