@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from activations.errors import ToolkitError
-from circuits.supervised import BUDGETS, Node, node_report
+from circuits.supervised import BUDGETS, MIN_EFFECT, Node, node_report
 from circuits.supervised_tasks import get_task
 
 NAME = "supervised"
@@ -66,7 +66,8 @@ def _print(reports: list[dict], budgets: list[int], attributes: tuple[str, ...])
               f"{_fmt(a['sae']['sufficiency']):>8} {_fmt(a['supervised']['necessity']):>8} "
               f"{_fmt(a['sae']['necessity']):>8}   "
               + "  ".join(f"{i[x]['f1']:.3f} ({i[x]['chance']:.3f})".rjust(16) for x in attributes))
-    print("\ncontrol (share of the patch effect an edit achieves; '-': the patch moves the metric by < 0.5 logits)")
+    print(f"\ncontrol (share of the patch effect an edit achieves; '-': the patch moves the metric by < {MIN_EFFECT} "
+          "logits)")
     print(f"{'node':<{width}}  {'attribute':>9} {'patch':>7} {'sup':>6} " + " ".join(f"{'k=' + str(k):>6}" for k in budgets))
     for r in reports:
         for attribute, c in r["control"].items():
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     _print(reports, budgets, task.attributes)
     if out is not None:
         settings = {"task": task.name, "model": model_name, "fit_prompts": args.fit_prompts, "prompts": args.prompts, "seed": args.seed,
-                    "budgets": budgets, "min_effect": 0.5}
+                    "budgets": budgets, "min_effect": MIN_EFFECT}
         out.parent.mkdir(parents=True, exist_ok=True)
         write_json(out, {"settings": settings, "nodes": reports})
         print(f"\nwrote {out}")
