@@ -99,7 +99,9 @@ class SupervisedDictionary:
         """u[attribute][values] [N, d]; refuses values the fitting prompts never had."""
         rows = self.u[attribute][values]
         if rows.isnan().any():
-            raise ToolkitError(f"some {attribute} values never occur in the fitting prompts; fit on more prompts")
+            unseen = self.u[attribute].isnan().any(1)
+            raise ToolkitError(f"{int(unseen.sum())} of the {len(unseen)} {attribute} values never occur in the fitting "
+                               "prompts; fit on more prompts (--fit-prompts)")
         return rows
 
     def reconstruct(self, prompts: TaskPrompts) -> Tensor:

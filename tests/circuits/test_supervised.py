@@ -190,7 +190,8 @@ def test_sae_supervised_prints_tables_and_writes_json(tiny_saes, tmp_path, capsy
                                          (["--task", "nope"], "unknown task 'nope'; use one of ioi, sva"),
                                          (["--budgets", "0"], "--budgets '0'"),
                                          (["--budgets", "x"], "comma-separated list of integers"),
-                                         (["--prompts", "0"], "--prompts must be a positive")])
+                                         (["--prompts", "0"], "--prompts must be a positive"),
+                                         (["--fit-prompts", "8"], "of the 25 io values never occur in the fitting")])
 def test_bad_arguments_are_one_line_errors(tiny_saes, capsys, args, words):
     assert main(["supervised", str(tiny_saes[HOOK]), *args]) == 2
     err = capsys.readouterr().err.strip()
