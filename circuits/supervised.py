@@ -89,7 +89,7 @@ class SupervisedDictionary:
         mean = acts.mean(0)
         u = {}
         for attribute, values in prompts.values.items():
-            n_values = prompts.n_values[attribute]
+            n_values = len(prompts.value_names[attribute])
             sums = torch.zeros(n_values, acts.shape[1]).index_add_(0, values, acts)
             counts = torch.bincount(values, minlength=n_values).float()[:, None]
             u[attribute] = torch.where(counts > 0, sums / counts.clamp(min=1), float("nan")) - mean
@@ -264,13 +264,15 @@ def chance_f1(labels: Tensor) -> float:
 
 
 def interpretability(sae: SparseCoder, acts: Tensor, prompts: TaskPrompts) -> dict:
-    """Per attribute: the mean best-latent F1, an always-firing detector's (``chance``), and
-    the latent that is best for the most values."""
+    """Per attribute: the mean best-latent F1 over its values, an always-firing detector's
+    (``chance``), and for each value that occurs its best latent and that latent's F1."""
     latents = sae.encode(acts.to(sae.W_dec.device)).float().cpu()
     report = {}
     for attribute, labels in prompts.values.items():
         best, index = best_f1(latents, labels)
-        report[attribute] = {"f1": float(best.mean()), "chance": chance_f1(labels), "latent": int(index.mode().values)}
+        names = prompts.value_names[attribute]
+        per_value = {names[v]: {"latent": int(j), "f1": float(f)} for v, j, f in zip(labels.unique().tolist(), index, best)}
+        report[attribute] = {"f1": float(best.mean()), "chance": chance_f1(labels), "best": per_value}
     return report
 
 

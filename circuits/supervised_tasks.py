@@ -38,15 +38,16 @@ class TaskPrompts:
     """Tokenised prompts, right-padded.
 
     tokens [N, T]; positions: name -> [N] token positions (``end`` is each prompt's last
-    token); values: attribute -> [N] long in [0, n_values[attribute]); answers: name -> [N]
-    token ids that the task's metrics read.
+    token); values: attribute -> [N] long, indices into value_names[attribute] (what each
+    value is: a name, "singular", ...); answers: name -> [N] token ids that the task's
+    metrics read.
     """
 
     tokens: Tensor
     positions: dict[str, Tensor]
     values: dict[str, Tensor]
     answers: dict[str, Tensor]
-    n_values: dict[str, int]
+    value_names: dict[str, tuple[str, ...]]
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -92,7 +93,8 @@ class Task:
         """(positions, attribute values, answer ids) of one tokenised prompt (ids, BOS first)."""
         raise NotImplementedError
 
-    def n_values(self, model) -> dict[str, int]:
+    def value_names(self, model) -> dict[str, tuple[str, ...]]:
+        """attribute -> what each of its values is."""
         raise NotImplementedError
 
     def logit_diff(self, logits: Tensor, prompts: TaskPrompts) -> Tensor:
@@ -134,7 +136,7 @@ class Task:
 
         positions = {"end": torch.tensor([len(row) - 1 for row in rows]), **stacked(0)}
         tokens = torch.tensor([row + [bos] * (width - len(row)) for row in rows])
-        return TaskPrompts(tokens, positions, stacked(1), stacked(2), self.n_values(model))
+        return TaskPrompts(tokens, positions, stacked(1), stacked(2), self.value_names(model))
 
 
 class IOITask(Task):
@@ -150,9 +152,9 @@ class IOITask(Task):
                                f"{model.name}'s tokenizer; the ioi task needs at least 4")
         return names
 
-    def n_values(self, model) -> dict[str, int]:
-        n = len(self.names(model))
-        return {"io": n, "s": n, "pos": 2}
+    def value_names(self, model) -> dict[str, tuple[str, ...]]:
+        names = self.names(model)
+        return {"io": names, "s": names, "pos": ("IO first", "IO second")}
 
     def draw(self, model, rng: random.Random) -> dict:
         from activations.corpus.ioi import templates_for
@@ -208,8 +210,9 @@ class SVATask(Task):
     def lemmas(cls) -> tuple[tuple[str, str], ...]:
         return tuple(pair for pairs in cls.subject_nouns().values() for pair in pairs)
 
-    def n_values(self, model) -> dict[str, int]:
-        return {"number": 2, "attractor": 2, "noun": len(self.lemmas())}
+    def value_names(self, model) -> dict[str, tuple[str, ...]]:
+        return {"number": ("singular", "plural"), "attractor": ("singular", "plural"),
+                "noun": tuple(singular for singular, _ in self.lemmas())}
 
     def draw(self, model, rng: random.Random) -> dict:
         from activations.corpus.agreement import ADJECTIVES, NOUNS, PREPOSITIONS, RC_VERBS, VERBS

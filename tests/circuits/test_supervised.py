@@ -76,11 +76,11 @@ def test_an_agreement_counterfactual_changes_its_attribute_only(model, attribute
 
 def test_the_supervised_dictionary_is_the_attributes_mean_differences():
     torch.manual_seed(0)
-    n_values = {"io": 3, "s": 3, "pos": 2}
+    value_names = {"io": ("A", "B", "C"), "s": ("A", "B", "C"), "pos": ("IO first", "IO second")}
 
     def prompts_of(io, s, pos):
         return TaskPrompts(torch.zeros(len(io), 3, dtype=torch.long), {"end": torch.zeros(len(io))},
-                           {"io": io, "s": s, "pos": pos}, {}, n_values)
+                           {"io": io, "s": s, "pos": pos}, {}, value_names)
 
     io, s, pos = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([1, 2, 0, 2, 0, 1]), torch.tensor([0, 1, 0, 1, 0, 1])
     prompts = prompts_of(io, s, pos)
@@ -169,6 +169,9 @@ def test_agreement_number_reaches_the_end_in_the_last_layer(model, tiny_saes):
     assert number["sae_k1"] < number["sae_k4"] < number["sae_k16"]
     assert report["control"]["attractor"]["supervised"] is None  # |patch effect| < 0.5 logits
     assert report["interpretability"]["number"]["f1"] > 0.9 > report["interpretability"]["number"]["chance"]
+    best = report["interpretability"]["number"]["best"]  # a latent each for singular and plural subjects
+    assert set(best) == {"singular", "plural"} and best["singular"]["latent"] != best["plural"]["latent"]
+    assert report["interpretability"]["number"]["f1"] == pytest.approx((best["singular"]["f1"] + best["plural"]["f1"]) / 2)
 
 
 def test_sae_supervised_prints_tables_and_writes_json(tiny_saes, tmp_path, capsys):
