@@ -24,6 +24,7 @@ lengths are drawn again, so that positions line up for patching.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -69,6 +70,12 @@ def _pick(logits: Tensor, ids: Tensor) -> Tensor:
 def _one_token(model, text: str) -> int | None:
     ids = model.tokenizer.encode(text)
     return ids[0] if len(ids) == 1 else None
+
+
+@functools.lru_cache(maxsize=8)
+def _single_token_names(tokenizer) -> tuple[str, ...]:
+    from activations.corpus.names import names_for
+    return tuple(n for n in names_for("heldout", "ioi") if len(tokenizer.encode(" " + n)) == 1)
 
 
 class Task:
@@ -145,8 +152,7 @@ class IOITask(Task):
     @staticmethod
     def names(model) -> tuple[str, ...]:
         """The held-out IOI names that are one token after a space (the answer's form)."""
-        from activations.corpus.names import names_for
-        names = tuple(n for n in names_for("heldout", "ioi") if _one_token(model, " " + n) is not None)
+        names = _single_token_names(model.tokenizer)
         if len(names) < 4:
             raise ToolkitError(f"only {len(names)} of the generator's held-out names are single tokens for "
                                f"{model.name}'s tokenizer; the ioi task needs at least 4")
