@@ -1,6 +1,6 @@
-"""Flow neighbours and circuit membership for one SAE's dashboard, read straight from the
-outputs of ``sae flow`` and ``sae circuit`` (or from the flat ``{"features": ...}`` file of
-``circuits.dashboard.schema``).
+"""Flow neighbours, circuit membership and attribute detectors for one SAE's dashboard, read
+straight from the outputs of ``sae flow``, ``sae circuit`` and ``sae supervised`` (or from the
+flat ``{"features": ...}`` file of ``circuits.dashboard.schema``).
 
 - ``sae flow --out flow/`` writes ``flow.csv`` (each outgoing residual feature's best
   predecessor per source) and ``summary.json`` (the hooks of each block). For an SAE on a
@@ -10,6 +10,8 @@ outputs of ``sae flow`` and ``sae circuit`` (or from the flat ``{"features": ...
 - ``sae circuit --out circ/`` writes ``circuit.json``: a feature's entries are the circuit
   nodes of this SAE's hook with that feature (one per token position when the circuit is per
   position).
+- ``sae supervised --out sup.json`` writes a report: a feature's entries are the attribute
+  values it detects best in this SAE's rows (matched by folder name and hook).
 """
 
 from __future__ import annotations
@@ -26,11 +28,16 @@ _SOURCE_KEY = {"resid": "resid_in", "attn": "attn", "mlp": "mlp"}
 
 def read_neighbours(paths: str | Path | list | tuple | None, flag: str, hook: str) -> dict[int, list[dict]] | None:
     """Feature -> entries for the SAE on ``hook``, merged over one or more files or folders."""
+    return _merged(paths, lambda path: _read_one(path, flag, hook))
+
+
+def _merged(paths, read_one) -> dict[int, list[dict]] | None:
+    """``read_one(path)`` (feature -> entries) merged over one path or several; None for None."""
     if paths is None:
         return None
     merged: dict[int, list[dict]] = {}
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
-        for feature, entries in _read_one(Path(path), flag, hook).items():
+        for feature, entries in read_one(Path(path)).items():
             merged.setdefault(feature, []).extend(entries)
     return merged
 
@@ -111,4 +118,36 @@ def circuit_members(doc: dict, folder_name: str, hook: str) -> dict[int, list[di
         out.setdefault(int(n["feature"]), []).append(
             {"circuit": name, "node": n["id"], "rank": ranks[n["id"]], "of": len(ranks), "position": n.get("position"),
              "attribution": n.get("attribution"), "activation": n.get("activation")})
+    return out
+
+
+def read_detectors(paths: str | Path | list | tuple | None, sae_name: str, hook: str) -> dict[int, list[dict]] | None:
+    """Feature -> the attribute values it best detects, from one or more `sae supervised --out`
+    reports, for the SAE folder ``sae_name`` on ``hook`` (a report that never judged it is an
+    error: it belongs to other SAEs)."""
+    return _merged(paths, lambda path: supervised_detectors(path, sae_name, hook))
+
+
+def supervised_detectors(path: Path, sae_name: str, hook: str) -> dict[int, list[dict]]:
+    """One report's best detectors (``interpretability[attribute]["best"]``) at each position."""
+    if not path.is_file():
+        raise ToolkitError(f"--supervised file '{path}' does not exist; pass the --out file of `sae supervised`")
+    doc = _json(path, "--supervised")
+    nodes = doc.get("nodes") if isinstance(doc, dict) else None
+    if not isinstance(nodes, list) or not all(isinstance(n, dict) and "sae" in n and "interpretability" in n
+                                              for n in nodes):
+        raise ToolkitError(f"--supervised file '{path}' is not a report of `sae supervised --out` (no nodes with "
+                           "'sae' and 'interpretability')")
+    task = str(doc.get("settings", {}).get("task", "ioi"))
+    mine = [n for n in nodes if n.get("hook") == hook and Path(str(n["sae"])).name == sae_name]
+    if not mine:
+        raise ToolkitError(f"--supervised file '{path}' judges no SAE '{sae_name}' on {hook}; pass the report of "
+                           f"`sae supervised` run on this SAE")
+    out: dict[int, list[dict]] = {}
+    for node in mine:
+        for attribute, found in node["interpretability"].items():
+            for value, best in found.get("best", {}).items():
+                out.setdefault(int(best["latent"]), []).append(
+                    {"task": task, "position": node.get("position"), "attribute": attribute, "value": value,
+                     "f1": round(float(best["f1"]), 3), "chance": round(float(found.get("chance", 0.0)), 3)})
     return out

@@ -17,6 +17,9 @@
     correlated_features [{feature, pearson}]: global Pearson over all n_tokens tokens
     flow_neighbours   [object] or null: the entries given for this feature by --flow
     circuits          [object] or null: the entries given for this feature by --circuits
+    attribute_detectors [object] or null: with --supervised, each attribute value this feature
+                      detects best in a `sae supervised` report ({task, position, attribute,
+                      value, f1, chance}); absent in records written before it existed
 
     Context = {tokens [str], token_ids [int], activations [float], focus int (index of the
                chosen token), sequence_id int, position int (of the focus token)}

@@ -255,3 +255,37 @@ def test_malformed_flow_and_circuit_inputs_are_one_line(tmp_path, files, words):
     with pytest.raises(ToolkitError, match=words) as err:
         read_neighbours(tmp_path, flag, "h")
     assert "\n" not in str(err.value)
+
+
+def test_supervised_report_lists_the_values_each_feature_detects(setup, tmp_path, capsys):
+    """--supervised reads a `sae supervised --out` report: a feature's page lists the attribute
+    values it detects best (escaped like all data), only for this SAE; a report on other SAEs
+    is refused in one line."""
+    acts, sae = setup
+    node = {"sae": f"/elsewhere/{Path(sae).name}", "task": "ioi", "hook": HOOK, "position": "end",
+            "interpretability": {"io": {"f1": 0.5, "chance": 0.077, "best": {"<b>Bella</b>": {"latent": 2, "f1": 0.61},
+                                                                           "Ivan": {"latent": 5, "f1": 0.4}}},
+                                 "pos": {"f1": 0.7, "chance": 0.667, "best": {"IO first": {"latent": 2, "f1": 0.7}}}}}
+    other = {**node, "sae": "/elsewhere/another-sae", "interpretability": {
+        "io": {"f1": 0.9, "chance": 0.077, "best": {"Otto": {"latent": 3, "f1": 0.9}}}}}
+    report = tmp_path / "supervised.json"
+    report.write_text(json.dumps({"settings": {"task": "ioi"}, "nodes": [node, other]}))
+    out = tmp_path / "dash"
+    assert main(["dashboard", sae, "--acts", acts, "--features", "2,3,5", "--out", str(out), "--supervised", str(report),
+                 "--no-progress"]) == 0
+    two = _record(out, 2)["attribute_detectors"]
+    assert two == [{"task": "ioi", "position": "end", "attribute": "io", "value": "<b>Bella</b>", "f1": 0.61,
+                    "chance": 0.077},
+                   {"task": "ioi", "position": "end", "attribute": "pos", "value": "IO first", "f1": 0.7,
+                    "chance": 0.667}]
+    assert _record(out, 3)["attribute_detectors"] == []  # latent 3 is the other SAE's detector
+    assert [e["value"] for e in _record(out, 5)["attribute_detectors"]] == ["Ivan"]
+    page = (out / "features" / "2.html").read_text()
+    assert "&lt;b&gt;Bella&lt;/b&gt;" in page and "<b>Bella</b>" not in page
+    capsys.readouterr()
+    report.write_text(json.dumps({"settings": {"task": "ioi"}, "nodes": [other]}))
+    assert main(["dashboard", sae, "--acts", acts, "--features", "2", "--out", str(tmp_path / "d2"), "--supervised",
+                 str(report), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --supervised file") and "judges no SAE 'sae'" in err and err.count("\n") == 1
+    assert not (tmp_path / "d2").exists()

@@ -186,6 +186,14 @@ def test_sae_supervised_prints_tables_and_writes_json(tiny_saes, tmp_path, capsy
     node = doc["nodes"][0]
     assert node["position"] == "end" and set(node["control"]) == set(ATTRIBUTES)
     assert set(node["control"]["io"]) == {"patch_effect", "supervised", "sae_k1", "sae_k2"}
+    # `sae dashboard --supervised` reads this report: each value's best latent, for this SAE
+    from circuits.dashboard.neighbours import supervised_detectors
+    folder = tiny_saes["blocks.1.hook_resid_post"]
+    detectors = supervised_detectors(out, folder.name, "blocks.1.hook_resid_post")
+    best = node["interpretability"]["io"]["best"]
+    assert len(best) > 1 and all({"task": "ioi", "position": "end", "attribute": "io", "value": value, "f1": round(b["f1"], 3),
+                                  "chance": round(node["interpretability"]["io"]["chance"], 3)} in detectors[b["latent"]]
+                                 for value, b in best.items())
 
 
 @pytest.mark.parametrize("args, words", [(["--positions", "middle"], "--positions 'middle'"),
