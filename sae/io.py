@@ -192,16 +192,33 @@ class NoSAEsError(ToolkitError):
     """A folder that is neither an SAE folder nor holds any (``sae_folders``)."""
 
 
+def release_spec(text: str | Path) -> tuple[str, str] | None:
+    """(release, SAE id) when ``text`` is ``RELEASE:SAE_ID`` (a SAELens release name or a
+    Hugging Face ``owner/repo``, e.g. ``gpt2-small-res-jb:blocks.8.hook_resid_pre``) and no
+    such local path exists; else None."""
+    text = str(text)
+    release, colon, sae_id = text.partition(":")
+    if not colon or not sae_id or Path(text).exists():
+        return None
+    return (release, sae_id) if release in PRETRAINED_RELEASES or release.count("/") == 1 else None
+
+
 def sae_folders(path: str | Path) -> list[Path]:
     """The SAE folders that ``path`` names: ``[path]`` when it is one (it holds cfg.json);
-    otherwise, for a ``sae train`` run folder or any folder of SAE folders, every subfolder of
-    its ``saes/`` (or of itself) that holds a cfg.json, sorted by name."""
+    for ``RELEASE:SAE_ID`` (``release_spec``), that SAE's folder in the Hugging Face cache,
+    downloaded when the hub is reachable; otherwise, for a ``sae train`` run folder or any
+    folder of SAE folders, every subfolder of its ``saes/`` (or of itself) that holds a
+    cfg.json, sorted by name."""
+    spec = release_spec(path)
+    if spec is not None:
+        return [download_pretrained(*spec)]
     path = Path(path)
     if (path / CFG_FILE).is_file():
         return [path]
     if not path.is_dir():
         raise ToolkitError(f"SAE folder {path} {'is a file' if path.exists() else 'does not exist'}; pass an "
-                           "SAE folder (cfg.json + sae_weights.safetensors) or a `sae train` run folder")
+                           "SAE folder (cfg.json + sae_weights.safetensors), a `sae train` run folder, or a "
+                           "pretrained SAE as RELEASE:SAE_ID (e.g. gpt2-small-res-jb:blocks.8.hook_resid_pre)")
     root = path / RUN_SAES if (path / RUN_SAES).is_dir() else path
     found = sorted(f for f in root.iterdir() if (f / CFG_FILE).is_file())
     if not found and (path / RUN_CHECKPOINTS).is_dir():

@@ -16,7 +16,8 @@ HELP = ("verify an activation store (size, SHA-256, finite values of every shard
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", metavar="PATH", help="activation store folder, SAE folder, or `sae train` run folder")
+    p.add_argument("path", metavar="PATH", help="activation store folder, SAE folder, `sae train` run folder, or a "
+                                                "pretrained SAE as RELEASE:SAE_ID")
 
 
 def _is_store(path: Path) -> bool:
@@ -81,6 +82,10 @@ def inspect_saes(path: str | Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sae.io import release_spec
+    if release_spec(args.path) is not None:
+        inspect_saes(args.path)
+        return 0
     path = Path(args.path)
     if not path.exists():
         raise ToolkitError(f"'{path}' does not exist; pass an activation store, an SAE folder or a `sae train` "

@@ -231,6 +231,41 @@ def test_pretrained_release_resolves_to_its_repository(tmp_path, monkeypatch):
         load_pretrained("no-such-release", "x")
 
 
+def test_a_pretrained_sae_is_named_release_colon_id_wherever_sae_folders_are_taken(tmp_path, monkeypatch, capsys):
+    """RELEASE:SAE_ID names a pretrained SAE for every verb that takes SAE folders (they all go
+    through sae_folders); offline and uncached it is one line, and an existing path wins."""
+    from sae.io import release_spec
+    saelens_folder(tmp_path / "jbloom" / "blocks.8.hook_resid_pre", "standard")
+
+    def fake_download(repo_id, filename, **_):
+        path = tmp_path / repo_id.split("/")[0] / filename
+        if not path.exists():
+            raise huggingface_hub.errors.EntryNotFoundError(filename)
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    spec = "gpt2-small-res-jb:blocks.8.hook_resid_pre"
+    assert release_spec(spec) == ("gpt2-small-res-jb", "blocks.8.hook_resid_pre")
+    assert release_spec("jbloom/GPT2-Small-SAEs-Reformatted:blocks.8.hook_resid_pre") is not None
+    assert release_spec("no-such-release:x") is None and release_spec("runs/sae") is None
+    assert sae_folders(spec) == [tmp_path / "jbloom" / "blocks.8.hook_resid_pre"]
+    assert one_sae_folder(spec) == tmp_path / "jbloom" / "blocks.8.hook_resid_pre"
+    assert main(["inspect", spec]) == 0
+    assert f"1 SAE in {spec}; weights loaded and finite" in capsys.readouterr().out
+    local = tmp_path / "gpt2-small-res-jb:local"  # a local folder of that shape is a folder
+    saelens_folder(local, "standard")
+    assert release_spec(local) is None and sae_folders(local) == [local]
+    with pytest.raises(ToolkitError, match="or a pretrained SAE as RELEASE:SAE_ID"):
+        sae_folders(tmp_path / "missing")
+    monkeypatch.undo()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    assert main(["inspect", spec]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot load SAE 'blocks.8.hook_resid_pre' of release 'gpt2-small-res-jb'")
+    assert err.count("\n") == 1
+
+
 def _edit(**changes):
     """A cfg.json damage: set (or, with None, drop) top-level fields."""
     def damage(data: bytes) -> bytes:
