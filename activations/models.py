@@ -104,6 +104,17 @@ def _checkpoint_id(name_or_path: str) -> str:
         return name_or_path  # any HuggingFace repo id; from_pretrained reports what is wrong
 
 
+def same_model(a: str, b: str) -> bool:
+    """Whether two model names or folders name one model: "gpt2-small" and "gpt2" do (the
+    TransformerLens alias), and so do "tiny" and the embedded checkpoint's folder."""
+    if a == b:
+        return True
+    try:
+        return _checkpoint_id(a) == _checkpoint_id(b)
+    except ToolkitError:
+        return False
+
+
 def _from_pretrained(checkpoint: str, dtype: torch.dtype):
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer

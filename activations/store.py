@@ -245,8 +245,10 @@ class ActivationStore:
         self._verified: set[int] = set()
 
     def check_model(self, model_name: str) -> None:
-        """Refuse to serve activations made from a different model."""
-        if model_name != self.model_name:
+        """Refuse to serve activations made from a different model (aliases of one model, such
+        as SAELens's "gpt2-small" for a store of "gpt2", are the same model)."""
+        from activations.models import same_model
+        if not same_model(model_name, self.model_name):
             raise ToolkitError(f"store '{self.folder}' was harvested from model '{self.model_name}', "
                                f"not '{model_name}'; harvest a store for '{model_name}'")
 

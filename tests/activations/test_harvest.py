@@ -158,6 +158,7 @@ def test_store_refuses_other_model_and_missing_hook(toy_gpt2_dir, text_file, tmp
     store = ActivationStore(harvest(_cfg(toy_gpt2_dir, text_file, tmp_path / "h")))
     with pytest.raises(ToolkitError, match="was harvested from model .* not 'gpt2'"):
         store.check_model("gpt2")
+    store.check_model(toy_gpt2_dir + "/")  # the same folder, written another way
     with pytest.raises(ToolkitError, match="no hook 'blocks.1.hook_resid_post'; it holds"):
         store.check_hooks(["blocks.1.hook_resid_post"])
 

@@ -89,3 +89,14 @@ def test_tiny_loads_through_the_gpt2_path_and_matches_transformerlens():
         # float32 noise only: the residual stream reaches norms of ~100, so tolerance is relative
         torch.testing.assert_close(ours[hook], cache[hook].flatten(-2) if cache[hook].dim() == 4 else cache[hook],
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_aliases_and_folders_of_one_model_are_the_same_model(toy_gpt2_dir):
+    """SAELens names GPT-2 small "gpt2-small"; a store of "gpt2" serves its SAEs (the
+    TransformerLens alias table, no download); a folder is itself however it is written."""
+    from activations.models import same_model
+    from activations.tiny import CHECKPOINT_DIR
+    assert same_model("gpt2-small", "gpt2") and same_model("gpt2", "gpt2")
+    assert not same_model("gpt2", "gpt2-medium") and not same_model("gpt2", "tiny")
+    assert same_model("tiny", str(CHECKPOINT_DIR)) and same_model(toy_gpt2_dir, toy_gpt2_dir + "/.")
+    assert not same_model(toy_gpt2_dir, "./no-such-folder")
