@@ -149,7 +149,8 @@ def _ratio(moved: Tensor, effect: float) -> float | None:
     return float(moved.mean()) / effect if abs(effect) >= MIN_EFFECT else None
 
 
-def _refuse_transcoder(sae: SparseCoder) -> None:
+def refuse_transcoder(sae: SparseCoder) -> None:
+    """A supervised dictionary lives at one hook: a transcoder (two hooks) is refused."""
     if sae.cfg.is_transcoder:
         raise ToolkitError(f"the coder on {sae.cfg.hook} is a transcoder (it writes {sae.cfg.output_hook}); "
                            "supervised dictionaries are compared with SAEs, which read and write one hook")
@@ -231,7 +232,7 @@ class Node:
     def judge(self, sae: SparseCoder, budgets=BUDGETS) -> dict:
         """An SAE at this hook: its approximation, its edits of at most k latents per attribute
         (``sae_k{k}``), and interpretability."""
-        _refuse_transcoder(sae)
+        refuse_transcoder(sae)
         if sae.cfg.hook != self.hook:
             raise ToolkitError(f"the SAE reads {sae.cfg.hook}, not this node's hook {self.hook}")
         control = {}
@@ -294,6 +295,6 @@ def evaluate_node(model, sae: SparseCoder, where: str, n_fit: int = 1024, n_eval
                   budgets=BUDGETS, task: str | Task = "ioi") -> dict:
     """The three evaluations of ``sae`` against a supervised dictionary at its hook and
     ``where`` (see ``Node``; to judge several SAEs at one hook, build the ``Node`` once)."""
-    _refuse_transcoder(sae)
+    refuse_transcoder(sae)
     node = Node(model, sae.cfg.hook, where, n_fit, n_eval, seed, task)
     return node_report(node, node.supervised(), node.judge(sae, budgets))

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from activations.errors import ToolkitError
-from circuits.supervised import BUDGETS, MIN_EFFECT, Node, node_report
+from circuits.supervised import BUDGETS, MIN_EFFECT, Node, node_report, refuse_transcoder
 from circuits.supervised_tasks import get_task
 
 NAME = "supervised"
@@ -97,14 +97,11 @@ def run(args: argparse.Namespace) -> int:
     if not model_name:
         raise ToolkitError("the SAEs' cfg.json names no model; pass --model")
     model = load_model(model_name, args.device)
-    for folder, sae in zip(folders, saes):
+    for folder, sae in zip(folders, saes):  # every SAE checked before any work
+        refuse_transcoder(sae)
         if model.hook_width(sae.cfg.hook) != sae.d_in:
             raise ToolkitError(f"{folder} has d_in {sae.d_in} but {model_name} has width "
                                f"{model.hook_width(sae.cfg.hook)} at {sae.cfg.hook}; it belongs to another model")
-    for folder, sae in zip(folders, saes):
-        if sae.cfg.is_transcoder:
-            raise ToolkitError(f"{folder} is a transcoder ({sae.cfg.hook} -> {sae.cfg.output_hook}); supervised "
-                               "dictionaries are compared with SAEs, which read and write one hook")
     reports = []
     by_hook = {}
     for folder, sae in zip(folders, saes):
@@ -117,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
                 reports.append({"sae": str(folder), **node_report(node, supervised, node.judge(sae, tuple(budgets)))})
     _print(reports, budgets, task.attributes)
     if out is not None:
-        settings = {"task": task.name, "model": model_name, "fit_prompts": args.fit_prompts, "prompts": args.prompts, "seed": args.seed,
-                    "budgets": budgets, "min_effect": MIN_EFFECT}
+        settings = {"task": task.name, "model": model_name, "fit_prompts": args.fit_prompts, "prompts": args.prompts,
+                    "seed": args.seed, "budgets": budgets, "min_effect": MIN_EFFECT}
         out.parent.mkdir(parents=True, exist_ok=True)
         write_json(out, {"settings": settings, "nodes": reports})
         print(f"\nwrote {out}")
