@@ -35,6 +35,7 @@ from torch import Tensor
 
 from activations.errors import ToolkitError
 from activations.hooks import parse_hook, same_basis
+from sae.compare import best_matches
 from sae.io import sae_folders
 
 CLASSES = ("persists", "processed_attn", "processed_mlp", "created_attn", "created_mlp", "unexplained")
@@ -178,24 +179,6 @@ def stack_layers(dicts: list[Dictionary]) -> list[FlowLayer]:
                            "(or blocks.{L-1}.hook_resid_post), blocks.L.hook_attn_out, blocks.L.hook_mlp_out "
                            "and blocks.L.hook_resid_post")
     return stack
-
-
-@torch.no_grad()
-def best_matches(targets: Tensor, sources: Tensor, block: int = 2048) -> tuple[Tensor, Tensor]:
-    """For each unit row of targets [n, d], its most similar row of sources [m, d].
-
-    Returns (cosine [n], index [n]). Works through [block, block] similarity tiles.
-    """
-    best = torch.full((targets.shape[0],), -2.0)
-    index = torch.zeros(targets.shape[0], dtype=torch.long)
-    for t0 in range(0, targets.shape[0], block):
-        rows = targets[t0:t0 + block]
-        for s0 in range(0, sources.shape[0], block):
-            value, arg = (rows @ sources[s0:s0 + block].T).max(dim=1)
-            better = value > best[t0:t0 + block]
-            best[t0:t0 + block] = torch.where(better, value, best[t0:t0 + block])
-            index[t0:t0 + block] = torch.where(better, arg + s0, index[t0:t0 + block])
-    return best, index
 
 
 def classify(similarity: Tensor, thresholds: Thresholds) -> Tensor:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from activations.errors import ToolkitError
-from circuits.flow import (CLASSES, FlowConfig, Thresholds, best_matches, classify, feature_flow, load_directions,
+from circuits.flow import (CLASSES, FlowConfig, Thresholds, classify, feature_flow, load_directions,
                            stack_layers)
 from circuits.flow_graph import chain_directions, flow_graph
 from sae.architectures import ARCHITECTURES
@@ -88,16 +88,6 @@ def test_per_layer_thresholds_override_the_default(tmp_path):
     config = FlowConfig(Thresholds(0.5, 0.5), per_layer={0: Thresholds(1.01, 1.01)})
     _, flows = feature_flow(_planted(tmp_path), config)
     assert flows[0].counts()["unexplained"] == N and flows[0].thresholds == Thresholds(1.01, 1.01)
-
-
-@pytest.mark.parametrize("block", [1, 3, 7, 1000])
-def test_blockwise_matching_equals_dense(block):
-    gen = torch.Generator().manual_seed(1)
-    t, s = _unit(torch.randn(50, 16, generator=gen)), _unit(torch.randn(37, 16, generator=gen))
-    value, index = best_matches(t, s, block)
-    dense = t @ s.T
-    assert torch.equal(index, dense.argmax(1))
-    assert torch.allclose(value, dense.max(1).values)
 
 
 def test_guards_name_the_offending_sae(tmp_path):

@@ -8,13 +8,18 @@ from sae.data import TensorSource
 
 IN_HOOK = "blocks.0.hook_resid_post"
 OUT_HOOK = "blocks.1.hook_mlp_out"
+DATA_SEED_OFFSET = 1_000_003
 
 
 def sparse_dictionary_data(n_tokens: int, d: int, n_features: int, p_active: float, seed: int = 0,
                            ) -> tuple[torch.Tensor, torch.Tensor]:
     """(acts [n_tokens, d], features [n_features, d]): each token is a sum of independently
-    active unit-norm features (probability p_active each) with magnitudes in [0.5, 1.5]."""
-    gen = torch.Generator().manual_seed(seed)
+    active unit-norm features (probability p_active each) with magnitudes in [0.5, 1.5].
+
+    The generator is offset from ``seed``: an SAE initialised after ``torch.manual_seed(s)``
+    draws its decoder as ``torch.randn(d_sae, d)``, which for s == seed would be the very
+    dictionary to recover, and a recovery test would pass from the first step."""
+    gen = torch.Generator().manual_seed(DATA_SEED_OFFSET + seed)
     features = torch.randn(n_features, d, generator=gen)
     features /= features.norm(dim=-1, keepdim=True)
     active = torch.rand(n_tokens, n_features, generator=gen) < p_active
