@@ -100,11 +100,21 @@ def test_shared_features_follow_a_permutation_and_ignore_decoder_norms_and_a_spl
     assert compare(a, b, child_threshold=0.95).families() == {}
 
 
+def test_only_mutual_best_matches_are_shared():
+    """Two features of A nearest to B's one feature: only the closer is shared with it."""
+    e = torch.eye(D)
+    near = _unit(torch.stack([e[0], e[0] + 0.3 * e[1], e[2]]))
+    a, b = _relu_sae(near, near), _relu_sae(e[[0, 2]], e[[0, 2]])
+    result = compare(a, b, threshold=0.7)
+    assert result.a_match.tolist() == [0, 0, 1] and result.a_cos[1] > 0.7
+    assert result.shared.tolist() == [[0, 0], [2, 1]]
+
+
 def test_firing_agreement_confirms_a_real_split_and_refutes_unrelated_children():
     a, b, order = _split_pair()
     source = TensorSource({IN_HOOK: _split_tokens()})
     result = compare(a, b)
-    agree = firing_agreement(result, a, b, source, n_tokens=600, batch_size=128)
+    agree = firing_agreement(result, a, b, source, n_tokens=600, batch_size=200)  # one epoch, every row once
     assert agree["n_tokens"] == 600
     shared = result.shared.tolist()
     corr = dict(zip(map(tuple, shared), agree["correlation"].tolist()))
@@ -114,12 +124,23 @@ def test_firing_agreement_confirms_a_real_split_and_refutes_unrelated_children()
     fired_parent = int(agree["fired_a"][0])
     assert fired_parent == int(agree["fired_b"][11]) + int(agree["fired_b"][12]) > 0  # the children share it out
 
-    # children whose encoders read other features: the decoders still make a family, the activations do not
+    # one child reads another feature: half the parent's firings have a child, and the
+    # children's firings are the parent's on the first child's tokens only
+    x = _split_tokens()
     e = torch.eye(D)
+    encoder = b.encoder_weight.detach().clone()
+    encoder[12] = e[6]
+    half = _relu_sae(encoder, b.W_dec.detach(), torch.tensor([0.0] * 11 + [-0.9, 0.0]))
+    agree = firing_agreement(compare(a, half), a, half, source, n_tokens=600, batch_size=200)  # one epoch, every row once
+    up, sixes = int(((x[:, 0] > 0) & (x[:, 20] > 0)).sum()), int((x[:, 6] > 0).sum())
+    assert agree["recall"].item() == pytest.approx(up / int((x[:, 0] > 0).sum()))
+    assert agree["precision"].item() == pytest.approx(up / (up + sixes))
+
+    # children whose encoders read other features: the decoders still make a family, the activations do not
     encoder = b.encoder_weight.detach().clone()
     encoder[11], encoder[12] = e[5], e[6]
     unrelated = _relu_sae(encoder, b.W_dec.detach(), torch.zeros(13))
-    agree = firing_agreement(compare(a, unrelated), a, unrelated, source, n_tokens=600, batch_size=128)
+    agree = firing_agreement(compare(a, unrelated), a, unrelated, source, n_tokens=600, batch_size=200)  # one epoch, every row once
     assert agree["recall"].tolist() == [0.0] and agree["precision"].tolist() == [0.0]
 
 
