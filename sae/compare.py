@@ -33,6 +33,8 @@ from sae.architectures import SparseCoder
 
 CUTS = (0.5, 0.7, 0.9)
 """Cosines at which the share of features with a match is reported."""
+CHANCE_SEED = 20_231_010
+"""Seed of the random directions behind ``Comparison.chance``."""
 
 
 @torch.no_grad()
@@ -144,8 +146,8 @@ def compare(a: SparseCoder, b: SparseCoder, threshold: float = 0.7, child_thresh
     da, db = unit_decoder(a), unit_decoder(b)
     a_cos, a_match = best_matches(da, db)
     b_cos, b_match = best_matches(db, da)
-    gen = torch.Generator().manual_seed(0)
-    random = torch.randn(db.shape, generator=gen)
+    gen = torch.Generator().manual_seed(CHANCE_SEED)
+    random = torch.randn(db.shape[1], db.shape[0], generator=gen).T  # never an SAE's randn(d_sae, d) start
     chance, _ = best_matches(da, random / random.norm(dim=1, keepdim=True))
     return Comparison(a_cos, a_match, b_cos, b_match, threshold, child_threshold, chance)
 

@@ -100,6 +100,21 @@ def test_shared_features_follow_a_permutation_and_ignore_decoder_norms_and_a_spl
     assert compare(a, b, child_threshold=0.95).families() == {}
 
 
+def test_chance_is_isotropic_even_for_an_sae_still_at_its_initialisation():
+    """The chance row's random directions are never an SAE's own start (an SAE initialised after
+    torch.manual_seed(s) draws randn(d_sae, d)), so chance stays near sqrt(2 ln n / d)."""
+    from sae.architectures.base import random_directions
+    saes = []
+    for seed in (0, 1, 20_231_010):
+        torch.manual_seed(seed)
+        start = random_directions(256, D, 1.0)
+        saes.append(_relu_sae(start, start))
+    for sae in saes:
+        chance = compare(sae, saes[1] if sae is saes[0] else saes[0]).chance
+        assert 0.4 < float(chance.median()) < 0.75  # sqrt(2 ln 256 / 32) = 0.59
+        assert float(chance.max()) < 0.95
+
+
 def test_only_mutual_best_matches_are_shared():
     """Two features of A nearest to B's one feature: only the closer is shared with it."""
     e = torch.eye(D)
