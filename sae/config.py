@@ -157,7 +157,8 @@ class SAEConfig:
             raise ToolkitError(f"output width {d_out} of {self.output_hook} is not positive")
 
     def slug(self) -> str:
-        """A folder name for this coder, e.g. ``blocks.2.hook_resid_post-topk-d4096-k32``."""
+        """A folder name for this coder, e.g. ``blocks.2.hook_resid_post-topk-d4096-k32``
+        (``name_coders`` adds the learning rate where a run sweeps it)."""
         hooks = self.hook + (f"-to-{self.hook_out}" if self.is_transcoder else "")
         arch = self.architecture + ("-skip" if self.skip else "")
         knob = {"relu": f"l1_{self.l1_coefficient:g}", "gated": f"l1_{self.l1_coefficient:g}",
@@ -166,6 +167,15 @@ class SAEConfig:
                 }.get(self.architecture, f"k{self.k}")
         width = f"d{self.d_sae}" if self.d_sae else f"x{self.expansion_factor}"
         return f"{hooks}-{arch}-{width}-{knob}"
+
+
+def name_coders(configs: list[SAEConfig], lrs: list[float] | None = None) -> list[str]:
+    """The folder names of a run's coders: each ``slug``, with ``-lr<lr>`` appended where the
+    slug alone would repeat and the learning rate was set by hand. ``lrs`` are the learning
+    rates as set (0: the width's default; default: each config's own ``lr``)."""
+    lrs = [c.lr for c in configs] if lrs is None else lrs
+    slugs = [c.slug() for c in configs]
+    return [slug + (f"-lr{lr:g}" if lr and slugs.count(slug) > 1 else "") for slug, lr in zip(slugs, lrs)]
 
 
 _SAE_RULES: dict[str, Rule] = {
@@ -236,8 +246,8 @@ class TrainConfig:
 
     def check_distinct(self, names: list[str] | None = None) -> None:
         """Refuse runs whose coders would share a name (and a folder): a sweep over a field
-        that some architecture ignores. ``names`` defaults to the coders' slugs."""
-        names = names or [c.slug() for c in self.sae_configs()]
+        that some architecture ignores. ``names`` defaults to ``name_coders`` of the coders."""
+        names = names or name_coders(self.sae_configs())
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ToolkitError(f"the run would train identical coders ({', '.join(repeated)}); a swept field "

@@ -159,10 +159,15 @@ TABLE_COLUMNS = [("l0", "L0", "{:.1f}"), ("fvu", "FVU", "{:.4f}"), ("explained_v
                  ("ce_loss_recovered", "CE rec.", "{:.4f}"), ("kl_recovered", "KL rec.", "{:.4f}")]
 
 
+TRAINING_COLUMNS = [("decoder_start_cos", "start cos", "{:.3f}")]
+"""Columns that only a training run knows (``sae train``'s table); shown when a row has them."""
+
+
 def format_table(results: dict[str, dict]) -> str:
     """An aligned text table, one row per coder, of the scores in ``results``."""
-    header = ["sae"] + [title for _, title, _ in TABLE_COLUMNS]
-    rows = [[name] + [fmt.format(scores[key]) if key in scores else "-" for key, _, fmt in TABLE_COLUMNS]
+    columns = TABLE_COLUMNS + [c for c in TRAINING_COLUMNS if any(c[0] in s for s in results.values())]
+    header = ["sae"] + [title for _, title, _ in columns]
+    rows = [[name] + [fmt.format(scores[key]) if key in scores else "-" for key, _, fmt in columns]
             for name, scores in results.items()]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))

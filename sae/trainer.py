@@ -45,7 +45,7 @@ from activations.models import resolve_device
 from activations.source import ActivationSource
 from activations.store import fsync_dir as fsync  # works on files too
 from sae.architectures import SparseCoder, StepContext, StepOutput, build
-from sae.config import TrainConfig, save_config
+from sae.config import SAEConfig, TrainConfig, name_coders, save_config
 from sae.data import check_context, eval_contexts, model_for, open_source
 from sae.distributed import DataParallel
 from sae.evaluate import reconstruction_scores, splice_scores
@@ -79,6 +79,14 @@ class Coder:
     optimizer: torch.optim.Adam
     since_fired: Tensor
     """[d_sae] int64: tokens since each latent last fired."""
+    start: Tensor
+    """[d_sae, d_out] the decoder's initial rows, unit norm (the seed rebuilds them on resume)."""
+
+    def decoder_start_cos(self) -> float:
+        """Median cosine of each decoder row with its initial direction: near 1, the dictionary
+        is still close to where the seed put it, whatever the FVU says."""
+        rows = self.sae.W_dec.detach().float()
+        return float(((rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)) * self.start).sum(1).median())
 
 
 class Trainer:
@@ -100,22 +108,26 @@ class Trainer:
             raise ToolkitError(f"the activations have no hook {', '.join(missing)}; available hooks: "
                                f"{', '.join(source.hooks)}")
         self.scales = {h: source.widths[h] ** 0.5 / source.mean_norm[h] for h in self.hooks}
-        self.coders = [self._build(index, sae_cfg) for index, sae_cfg in enumerate(cfg.sae_configs())]
-        cfg.check_distinct([c.name for c in self.coders])
+        configs = cfg.sae_configs()
+        resolved = [c.resolved(source.widths[c.hook], source.widths[c.output_hook]) for c in configs]
+        names = name_coders(resolved, [c.lr for c in configs])  # a default learning rate is not named
+        cfg.check_distinct(names)
+        self.coders = [self._build(index, c, name) for index, (c, name) in enumerate(zip(resolved, names))]
         self.n_steps = math.ceil(cfg.tokens / cfg.batch_size)
         self.step = 0
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
-    def _build(self, index: int, sae_cfg) -> Coder:
-        resolved = sae_cfg.resolved(self.source.widths[sae_cfg.hook], self.source.widths[sae_cfg.output_hook])
+    def _build(self, index: int, resolved: SAEConfig, name: str) -> Coder:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.seed * 7919 + index)
-            sae = build(resolved, self.source.widths[sae_cfg.output_hook]).to(self.device)
+            sae = build(resolved, self.source.widths[resolved.output_hook]).to(self.device)
         fused = self.device.type in ("cpu", "cuda")
         optimizer = torch.optim.Adam(sae.parameters(), lr=resolved.lr, betas=(self.cfg.beta1, self.cfg.beta2),
                                      fused=fused)
         since_fired = torch.zeros(resolved.d_sae, dtype=torch.long, device=self.device)
-        return Coder(resolved.slug(), sae, optimizer, since_fired)
+        start = sae.W_dec.detach().float()
+        start = start / start.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return Coder(name, sae, optimizer, since_fired, start)
 
     # ----------------------------------------------------------------- the loop
 
@@ -217,7 +229,7 @@ class Trainer:
         return {"step": self.step + 1, "tokens": (self.step + 1) * target.shape[0], "sae": coder.name,
                 "lr": self._lr(coder), "loss": sum(losses.values()), **losses, "l0": float(out.l0),
                 "fvu": fvu(target, out.recon.detach().float()), "dead_fraction": float(dead.float().mean()),
-                "dead_window_tokens": self.cfg.dead_window}
+                "dead_window_tokens": self.cfg.dead_window, "decoder_start_cos": coder.decoder_start_cos()}
 
     def _maybe_resample(self, coder: Coder, x: Tensor, target: Tensor) -> None:
         """Resample the dead latents of coders that do so, once per dead window."""
@@ -472,7 +484,8 @@ def export(trainer: Trainer) -> dict[str, dict]:
         scores.update(splice)
         sae_cfg = coder.sae.cfg
         results[coder.name] = {"architecture": sae_cfg.architecture, "hook": sae_cfg.hook,
-                               "hook_out": sae_cfg.output_hook, "d_sae": sae_cfg.d_sae, "k": sae_cfg.k, **scores}
+                               "hook_out": sae_cfg.output_hook, "d_sae": sae_cfg.d_sae, "k": sae_cfg.k, **scores,
+                               "decoder_start_cos": coder.decoder_start_cos()}
         if ce_note:
             results[coder.name]["note"] = ce_note
     (trainer.run_dir / "eval.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -4,7 +4,7 @@ import pytest
 
 from activations.errors import ToolkitError
 from sae.cli import main
-from sae.config import SAEConfig, load_config
+from sae.config import SAEConfig, load_config, name_coders
 
 RUN_TOML = """
 tokens = 1_000_000
@@ -62,6 +62,18 @@ def test_jumprelu_target_weight_is_swept_and_named_apart_from_the_plain_l0_weigh
     assert [c.slug().split("-")[-2:] for c in cfg.sae_configs()] == [["l0_32", "c5"], ["l0_32", "c50"]]
     with pytest.raises(ToolkitError, match="identical coders"):  # the plain L0 weight does not apply with a target
         load_config(None, {"architecture": "jumprelu", "target_l0": 32.0, "l0_coefficient": [0.05, 1.0]})
+
+
+def test_a_learning_rate_sweep_names_its_coders_apart_and_a_single_learning_rate_is_not_named():
+    cfg = load_config(None, {"architecture": "topk", "d_sae": 3072, "lr": [4.6e-4, 1.5e-3]})
+    assert name_coders(cfg.sae_configs()) == ["blocks.2.hook_resid_post-topk-d3072-k32-lr0.00046",
+                                              "blocks.2.hook_resid_post-topk-d3072-k32-lr0.0015"]
+    cfg.check_distinct()
+    one = load_config(None, {"d_sae": 3072, "lr": 1e-3, "hook": ["blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]})
+    assert [n.split("-", 1)[1] for n in name_coders(one.sae_configs())] == ["topk-d3072-k32"] * 2
+    mixed = load_config(None, {"d_sae": 3072, "lr": [0.0, 1e-3]})  # the default beside a hand-set one
+    assert name_coders(mixed.sae_configs()) == ["blocks.2.hook_resid_post-topk-d3072-k32",
+                                                "blocks.2.hook_resid_post-topk-d3072-k32-lr0.001"]
 
 
 def test_overrides_replace_fields_and_lists_become_sweeps(run_toml):

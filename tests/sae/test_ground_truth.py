@@ -1,5 +1,8 @@
 """A TopK SAE recovers a known dictionary from activations built in superposition."""
 
+import json
+
+import pytest
 import torch
 
 from sae.config import load_config
@@ -18,7 +21,11 @@ def test_topk_recovers_a_dictionary_in_superposition(tmp_path):
                              "tokens": 400_000, "batch_size": 512, "warmup_steps": 10, "checkpoint_every": 0,
                              "dead_window": 20_000})
     trainer = Trainer(cfg, TensorSource({IN_HOOK: acts}))
+    assert trainer.coders[0].decoder_start_cos() == pytest.approx(1.0)
     trainer.fit()
+    logged = [json.loads(line)["decoder_start_cos"] for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert logged[0] > 0.99 and logged[-1] == pytest.approx(trainer.coders[0].decoder_start_cos())
+    assert logged[-1] < 0.5  # the dictionary it found is far from the random one it started from
     decoder = trainer.coders[0].sae.W_dec.detach()
     decoder = decoder / decoder.norm(dim=-1, keepdim=True)
     max_cosine = (features @ decoder.t()).max(dim=1).values  # best-matching latent per true feature

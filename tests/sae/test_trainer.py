@@ -51,6 +51,20 @@ def test_learning_rate_warms_up_holds_and_decays():
     assert lr[90] == pytest.approx(0.5) and lr[99] == pytest.approx(0.05)
 
 
+def test_the_decoder_start_is_the_seeds_and_the_table_shows_how_far_training_moved_from_it(tmp_path):
+    """Two trainers of one config (a resumed run builds its coders the same way) start from the
+    same decoder, and the run's table gains a start-cosine column that ``sae eval`` lacks."""
+    from sae.evaluate import format_table
+    first, second = (Trainer(small_config(tmp_path / name), synthetic_source()) for name in ("a", "b"))
+    assert torch.equal(first.coders[0].start, second.coders[0].start)
+    results = train(small_config(tmp_path / "run"), synthetic_source())
+    scores = next(iter(results.values()))
+    assert 0.0 < scores["decoder_start_cos"] < 1.0
+    assert "start cos" in format_table(results)
+    assert "start cos" not in format_table({name: {k: v for k, v in s.items() if k != "decoder_start_cos"}
+                                            for name, s in results.items()})
+
+
 def test_geometric_median_ignores_outliers():
     points = torch.tensor([[0.0, 0.0], [1.0, 0.0], [100.0, 0.0]])
     assert torch.allclose(geometric_median(points), torch.tensor([1.0, 0.0]), atol=1e-3)
