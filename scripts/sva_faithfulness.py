@@ -36,14 +36,14 @@ from circuits.datasets import load_examples, tokenize_pairs, train_test_split  #
 from circuits.refine import refine  # noqa: E402
 from sae.config import SAEConfig, TrainConfig  # noqa: E402
 from sae.trainer import train  # noqa: E402
-from tests.circuits.conftest import NODE_HOOKS, RECIPE  # noqa: E402
+from tests.circuits.conftest import NODE_HOOKS, RECIPE, fixture_lr  # noqa: E402
 
 SIZES = [10, 25, 50, 100, 200, 400]
 
 
 def train_saes(out: Path, architecture: str, k: int, d_sae: int) -> None:
     started = time.time()
-    cfg = TrainConfig(sae=SAEConfig(architecture=architecture, d_sae=d_sae, k=k),
+    cfg = TrainConfig(sae=SAEConfig(architecture=architecture, d_sae=d_sae, k=k, lr=fixture_lr(d_sae)),
                       coders=[{"hook": hook} for hook in NODE_HOOKS], model="tiny", out=str(out),
                       tokens=RECIPE["tokens"], batch_size=RECIPE["batch_size"], seed=0, device="cpu",
                       checkpoint_every=0, log_every=50, eval_contexts=0, eval_tokens=16_384)

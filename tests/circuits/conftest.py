@@ -33,6 +33,16 @@ NODE_HOOKS: list[str] = ["blocks.0.hook_resid_pre"] + [
 # instead of one (docs/circuits.md, "Narrower dictionaries").
 RECIPE = {"architecture": "topk", "d_sae": int(os.environ.get("SAE_FIXTURE_D_SAE", "512")), "k": 16,
           "tokens": 600_000, "batch_size": 2048, "seed": int(os.environ.get("SAE_FIXTURE_SEED", "0"))}
+
+
+def fixture_lr(d_sae: int) -> float:
+    """The recipe's learning rate: the default of before 2026-11-30 (2e-4, not
+    ``sae.config.DEFAULT_LR``'s 6e-4, scaled by (d_sae / 16384) ** -0.5), so that the SAEs
+    every demonstration was measured on stay the same."""
+    return 2e-4 / (d_sae / 2**14) ** 0.5
+
+
+RECIPE["lr"] = fixture_lr(RECIPE["d_sae"])
 LEGACY_D_SAE = 1536  # the width of caches written before their DONE recorded one
 
 
@@ -52,7 +62,7 @@ def _train(run_dir: Path) -> None:
     from sae.trainer import train
 
     r = RECIPE
-    cfg = TrainConfig(sae=SAEConfig(architecture=r["architecture"], d_sae=r["d_sae"], k=r["k"]),
+    cfg = TrainConfig(sae=SAEConfig(architecture=r["architecture"], d_sae=r["d_sae"], k=r["k"], lr=r["lr"]),
                       coders=[{"hook": hook} for hook in NODE_HOOKS], model="tiny", out=str(run_dir),
                       tokens=r["tokens"], batch_size=r["batch_size"], seed=r["seed"], device="cpu",
                       checkpoint_every=0, log_every=50, eval_contexts=0, eval_tokens=16_384)

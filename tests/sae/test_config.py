@@ -4,7 +4,7 @@ import pytest
 
 from activations.errors import ToolkitError
 from sae.cli import main
-from sae.config import SAEConfig, load_config, name_coders
+from sae.config import DEFAULT_LR, SAEConfig, load_config, name_coders
 
 RUN_TOML = """
 tokens = 1_000_000
@@ -123,7 +123,7 @@ def test_a_wrong_type_names_where_the_value_came_from(run_toml, tmp_path):
 def test_resolved_fills_width_lr_and_prefixes():
     cfg = SAEConfig(architecture="matryoshka", expansion_factor=8).resolved(64, 64)
     assert cfg.d_in == 64 and cfg.d_sae == 512
-    assert cfg.lr == pytest.approx(2e-4 / (512 / 16384) ** 0.5)
+    assert cfg.lr == pytest.approx(DEFAULT_LR / (512 / 16384) ** 0.5) and DEFAULT_LR == 6e-4
     assert cfg.matryoshka_prefixes == [32, 64, 128, 256, 512]
 
 
