@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--supervised", action="append", metavar="FILE",
                         help="the --out report of `sae supervised` on this SAE: each feature's page lists the "
                              "attribute values it detects best; repeatable")
+    parser.add_argument("--compare", action="append", metavar="FILE",
+                        help="the --json file of `sae compare` on this SAE and another: each feature's page gives "
+                             "its best match there, whether it is shared and its split family; repeatable")
     parser.add_argument("--neuronpedia", metavar="DIR", help="also write Neuronpedia batch files into DIR")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dashboard in --out")
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                           reservoir=max(48, 4 * args.quantile_intervals * args.per_interval),
                           context_before=args.context_before, context_after=args.context_after,
                           correlated=args.correlated, logits=args.logits, batch_size=args.batch_size, seed=args.seed,
-                          flow=args.flow, circuits=args.circuits, supervised=args.supervised,
+                          flow=args.flow, circuits=args.circuits, supervised=args.supervised, compare=args.compare,
                           overwrite=args.overwrite,
                           progress=not args.no_progress)
     out = build_dashboard(cfg)

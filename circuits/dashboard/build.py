@@ -27,7 +27,7 @@ from activations.store import ActivationStore
 from circuits.dashboard import render
 from circuits.dashboard.contexts import Context, gather_contexts
 from circuits.dashboard.logits import logit_effects, writes_residual
-from circuits.dashboard.neighbours import read_detectors, read_neighbours
+from circuits.dashboard.neighbours import read_detectors, read_matches, read_neighbours
 from circuits.dashboard.schema import INDEX_SCHEMA, SCHEMA
 from circuits.dashboard.stats import FeatureStats
 from sae.io import load_sae, one_sae_folder
@@ -56,6 +56,7 @@ class DashboardConfig:
     flow: str | list[str] | None = None  # `sae flow` --out folder(s), or flat JSON (circuits.dashboard.neighbours)
     circuits: str | list[str] | None = None  # `sae circuit` --out folder(s) / circuit.json, or flat JSON
     supervised: str | list[str] | None = None  # `sae supervised --out` report(s): the values each feature detects
+    compare: str | list[str] | None = None  # `sae compare --json` file(s): each feature's match in another SAE
     overwrite: bool = False
     progress: bool = True
 
@@ -121,7 +122,8 @@ def _context_json(context: Context, vocab: list[str]) -> dict:
             **{k: v for k, v in asdict(context).items()}}
 
 
-def _records(cfg, meta, chosen, stats, plans, contexts, logits, vocab, flow, circuits, detectors) -> list[dict]:
+def _records(cfg, meta, chosen, stats, plans, contexts, logits, vocab, flow, circuits, detectors,
+             matches) -> list[dict]:
     top_i, top_v, bot_i, bot_v, note = logits if logits else (None,) * 5
     corr_i, corr_r = stats.pearson.most_correlated(cfg.correlated)
     records = []
@@ -150,7 +152,8 @@ def _records(cfg, meta, chosen, stats, plans, contexts, logits, vocab, flow, cir
                                     for j, r in zip(corr_i[slot].tolist(), corr_r[slot].tolist()) if r > 0],
             "flow_neighbours": flow.get(f, []) if flow is not None else None,
             "circuits": circuits.get(f, []) if circuits is not None else None,
-            "attribute_detectors": detectors.get(f, []) if detectors is not None else None})
+            "attribute_detectors": detectors.get(f, []) if detectors is not None else None,
+            "matches": matches.get(f, []) if matches is not None else None})
     return records
 
 
@@ -190,6 +193,7 @@ def build_dashboard(cfg: DashboardConfig) -> Path:
     chosen = parse_features(cfg.features, sae.d_sae)
     flow, circuits = read_neighbours(cfg.flow, "--flow", hook), read_neighbours(cfg.circuits, "--circuits", hook)
     detectors = read_detectors(cfg.supervised, sae_folder.resolve().name, hook)
+    matches = read_matches(cfg.compare, sae_folder)
     model = load_model(store.model_name, device="cpu")
     vocab = _token_strings(model)
     stats = FeatureStats(torch.tensor(chosen), sae.d_sae, cfg.top_k, cfg.reservoir, seed=cfg.seed)
@@ -207,7 +211,8 @@ def build_dashboard(cfg: DashboardConfig) -> Path:
             "n_tokens": stats.n_tokens, "context_length": store.manifest.get("dataset", {}).get("context"),
             "dataset": str(store.manifest.get("dataset", {}).get("name", "")),
             "settings": {k: v for k, v in asdict(cfg).items() if k not in ("sae", "acts", "out", "progress")}}
-    records = _records(cfg, meta, chosen, stats, plans, iter(contexts), logits, vocab, flow, circuits, detectors)
+    records = _records(cfg, meta, chosen, stats, plans, iter(contexts), logits, vocab, flow, circuits, detectors,
+                       matches)
     _publish(out, lambda folder: _write(folder, meta, records))
     return out
 

@@ -12,6 +12,9 @@ flat ``{"features": ...}`` file of ``circuits.dashboard.schema``).
   position).
 - ``sae supervised --out sup.json`` writes a report: a feature's entries are the attribute
   values it detects best in this SAE's rows (matched by folder name and hook).
+- ``sae compare A B --json cmp.json`` writes a comparison: a feature's entry is its best match
+  in the other SAE (matched by the SAE folder's path, else by its name when only one side
+  has it), whether the two are shared, their activation correlation, and its split family.
 """
 
 from __future__ import annotations
@@ -150,4 +153,50 @@ def supervised_detectors(path: Path, sae_name: str, hook: str) -> dict[int, list
                 out.setdefault(int(best["latent"]), []).append(
                     {"task": task, "position": node.get("position"), "attribute": attribute, "value": value,
                      "f1": round(float(best["f1"]), 3), "chance": round(float(found.get("chance", 0.0)), 3)})
+    return out
+
+
+def read_matches(paths: str | Path | list | tuple | None, sae_folder: Path) -> dict[int, list[dict]] | None:
+    """Feature -> its best match in the other SAE of one or more `sae compare --json` files on
+    the SAE in ``sae_folder`` (a comparison of two other SAEs is an error)."""
+    return _merged(paths, lambda path: compare_matches(path, sae_folder))
+
+
+def _side(doc: dict, path: Path, sae_folder: Path) -> str:
+    """"a" or "b": which SAE of the comparison ``sae_folder`` is."""
+    names = {side: Path(str(doc.get(side, ""))) for side in ("a", "b")}
+    same = [side for side, name in names.items() if name.resolve() == sae_folder.resolve()]
+    same = same or [side for side, name in names.items() if name.name == sae_folder.name]
+    if len(same) != 1:
+        why = "neither" if not same else "both (by folder name; pass the comparison of this folder's path)"
+        raise ToolkitError(f"--compare file '{path}' compares {why} of its SAEs with '{sae_folder.name}'; pass the "
+                           "--json file of `sae compare` run on this SAE")
+    return same[0]
+
+
+def compare_matches(path: Path, sae_folder: Path) -> dict[int, list[dict]]:
+    """One comparison's entry for every feature of the SAE in ``sae_folder``."""
+    if not path.is_file():
+        raise ToolkitError(f"--compare file '{path}' does not exist; pass the --json file of `sae compare`")
+    doc = _json(path, "--compare")
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), dict) for k in ("a_best", "b_best")):
+        raise ToolkitError(f"--compare file '{path}' is not a comparison written by `sae compare --json` "
+                           "(no 'a_best' and 'b_best')")
+    side = _side(doc, path, sae_folder)
+    other = "b" if side == "a" else "a"
+    best = doc[f"{side}_best"]
+    shared = {row[side]: row for row in doc.get("shared", [])}
+    family = {}
+    for row in doc.get("families", []):
+        kids = row["children"]
+        if side == "a":
+            family[row["a"]] = f"splits into {len(kids)} of the other: {', '.join(map(str, kids))}"
+        else:
+            family.update({kid: f"one of {len(kids)} children of {row['a']}" for kid in kids})
+    out: dict[int, list[dict]] = {}
+    for feature, (cosine, match) in enumerate(zip(best["cosine"], best["index"])):
+        pair = shared.get(feature)
+        out[feature] = [{"other SAE": Path(str(doc.get(other, ""))).name, "best match": int(match),
+                         "cosine": round(float(cosine), 3), "shared": pair is not None,
+                         "correlation": pair.get("correlation") if pair else None, "family": family.get(feature)}]
     return out

@@ -132,6 +132,7 @@ def feature_page(record: dict, links: dict[int, str]) -> str:
 {_neighbour_section('Flow neighbours', record.get('flow_neighbours'), links)}
 {_neighbour_section('Circuits', record.get('circuits'), links)}
 {_neighbour_section('Attribute values it detects best (sae supervised)', record.get('attribute_detectors'), links)}
+{_neighbour_section('Its match in another SAE (sae compare)', record.get('matches'), links)}
 <section><h2>Top activations</h2>{top}</section>
 <section><h2>Samples across the activation distribution</h2>{''.join(quantiles) or '<p class="meta">none</p>'}</section>"""
     scripts = (f'<script src="../{PLOTLY_FILE}"></script>\n<script type="application/json" id="histogram-data">'

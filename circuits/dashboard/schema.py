@@ -20,6 +20,9 @@
     attribute_detectors [object] or null: with --supervised, each attribute value this feature
                       detects best in a `sae supervised` report ({task, position, attribute,
                       value, f1, chance}); absent in records written before it existed
+    matches           [object] or null: with --compare, this feature's best match in the other
+                      SAE of a `sae compare --json` file ({"other SAE", "best match", cosine,
+                      shared, correlation, family}); absent in records written before it existed
 
     Context = {tokens [str], token_ids [int], activations [float], focus int (index of the
                chosen token), sequence_id int, position int (of the focus token)}

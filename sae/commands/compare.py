@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.acts:
             check_context(source.model, args.context)
         firing_agreement(comparison, a, b, source, args.tokens, args.batch_size, args.seed)
-    names = (str(folders[0]), str(folders[1]))
+    names = (str(folders[0].resolve()), str(folders[1].resolve()))  # --compare in `sae dashboard` matches by path
     print(report(comparison, names, args.families))
     if args.json:
         Path(args.json).write_text(json.dumps(as_json(comparison, names)) + "\n")

@@ -289,3 +289,45 @@ def test_supervised_report_lists_the_values_each_feature_detects(setup, tmp_path
     err = capsys.readouterr().err
     assert err.startswith("error: --supervised file") and "judges no SAE 'sae'" in err and err.count("\n") == 1
     assert not (tmp_path / "d2").exists()
+
+
+def test_compare_json_gives_each_feature_its_match_in_the_other_sae(setup, tmp_path, capsys):
+    """--compare reads `sae compare --json`: a feature's page gives its best match in the other
+    SAE, whether they are shared, their correlation and its family (escaped like all data); the
+    SAE is found by path when both have its folder name; a comparison of other SAEs is refused."""
+    acts, sae = setup
+    twin = tmp_path / "other" / Path(sae).name  # another run's SAE of the same name: a second seed
+    original = load_sae(sae)
+    with torch.no_grad():  # the twin has latents 2 and 5 swapped: encoders, biases and decoders
+        for param in (original.encoder_weight, original.b_enc, original.W_dec):
+            param[[2, 5]] = param[[5, 2]].clone()
+    save_sae(original, twin, metadata={"model_name": original.metadata["model_name"]})
+    cmp = tmp_path / "cmp.json"
+    assert main(["compare", sae, str(twin), "--acts", acts, "--tokens", "2048", "--batch-size", "512",
+                 "--json", str(cmp)]) == 0
+    doc = json.loads(cmp.read_text())
+    out = tmp_path / "dash"
+    assert main(["dashboard", sae, "--acts", acts, "--features", "2,3", "--out", str(out), "--compare", str(cmp),
+                 "--no-progress"]) == 0
+    two, three = _record(out, 2)["matches"], _record(out, 3)["matches"]
+    assert two[0]["best match"] == 5 and two[0]["cosine"] == pytest.approx(1.0) and two[0]["shared"]
+    assert two[0]["correlation"] == pytest.approx(1.0, abs=1e-4) and two[0]["other SAE"] == Path(sae).name
+    assert three[0]["best match"] == 3 and three[0]["shared"]
+    assert "Its match in another SAE" in (out / "features" / "2.html").read_text()
+    out_b = tmp_path / "dash_b"  # the same file seen from the twin's side
+    assert main(["dashboard", str(twin), "--acts", acts, "--features", "5", "--out", str(out_b), "--compare", str(cmp),
+                 "--no-progress"]) == 0
+    assert _record(out_b, 5)["matches"][0]["best match"] == 2
+    doc["a"], doc["b"] = f"/elsewhere/{Path(sae).name}", "/elsewhere/another"  # moved: found by its name
+    cmp.write_text(json.dumps(doc))
+    assert main(["dashboard", sae, "--acts", acts, "--features", "2", "--out", str(tmp_path / "d1"), "--compare",
+                 str(cmp), "--no-progress"]) == 0
+    assert _record(tmp_path / "d1", 2)["matches"][0]["other SAE"] == "another"
+    capsys.readouterr()
+    doc["a"], doc["b"] = "/elsewhere/x", "/elsewhere/y"
+    cmp.write_text(json.dumps(doc))
+    assert main(["dashboard", sae, "--acts", acts, "--features", "2", "--out", str(tmp_path / "d2"), "--compare",
+                 str(cmp), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --compare file") and "compares neither" in err and err.count("\n") == 1
+    assert not (tmp_path / "d2").exists()

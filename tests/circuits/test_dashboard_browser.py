@@ -96,7 +96,8 @@ def _hostile_record(feature: int) -> dict:
             "logit_effects": {"note": ATTACKS[4], "positive": logit, "negative": logit},
             "correlated_features": [{"feature": feature + 1, "pearson": 0.5}],
             "flow_neighbours": [{"hook": a, "feature": 1} for a in ATTACKS], "circuits": [{"circuit": ATTACKS[0]}],
-            "attribute_detectors": [{"task": "ioi", "attribute": a, "value": a, "f1": 0.5} for a in ATTACKS]}
+            "attribute_detectors": [{"task": "ioi", "attribute": a, "value": a, "f1": 0.5} for a in ATTACKS],
+            "matches": [{"other SAE": a, "best match": 3, "cosine": 0.5, "shared": False, "family": a} for a in ATTACKS]}
 
 
 def test_html_in_the_data_is_shown_as_text_and_never_runs(tmp_path):
