@@ -35,7 +35,7 @@ from torch import Tensor
 
 from activations.errors import ToolkitError
 from activations.hooks import parse_hook, same_basis
-from sae.compare import best_matches
+from sae.compare import best_matches, unit_rows
 from sae.io import sae_folders
 
 CLASSES = ("persists", "processed_attn", "processed_mlp", "created_attn", "created_mlp", "unexplained")
@@ -124,8 +124,7 @@ def load_directions(folder: str | Path) -> Dictionary:
                            "damaged or not an SAE's") from None
     if decoder.dim() != 2:
         raise ToolkitError(f"W_dec in {weights} has shape {tuple(decoder.shape)}; an SAE's is [d_sae, d_in]")
-    decoder /= decoder.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return Dictionary(folder, hook, meta.get("model_name") or cfg.get("model_name"), decoder)
+    return Dictionary(folder, hook, meta.get("model_name") or cfg.get("model_name"), unit_rows(decoder))
 
 
 def check_compatible(dicts: list[Dictionary]) -> None:

@@ -55,10 +55,14 @@ def best_matches(targets: Tensor, sources: Tensor, block: int = 2048) -> tuple[T
     return best, index
 
 
+def unit_rows(matrix: Tensor) -> Tensor:
+    """[n, d] rows scaled to unit norm (a zero row stays zero)."""
+    return matrix / matrix.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
 def unit_decoder(sae: SparseCoder) -> Tensor:
     """The coder's decoder rows [d_sae, d_out] scaled to unit norm, float32 on the CPU."""
-    decoder = sae.W_dec.detach().float().cpu()
-    return decoder / decoder.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return unit_rows(sae.W_dec.detach().float().cpu())
 
 
 def check_cosine(name: str, value: float) -> None:
@@ -148,7 +152,7 @@ def compare(a: SparseCoder, b: SparseCoder, threshold: float = 0.7, child_thresh
     b_cos, b_match = best_matches(db, da)
     gen = torch.Generator().manual_seed(CHANCE_SEED)
     random = torch.randn(db.shape[1], db.shape[0], generator=gen).T  # never an SAE's randn(d_sae, d) start
-    chance, _ = best_matches(da, random / random.norm(dim=1, keepdim=True))
+    chance, _ = best_matches(da, unit_rows(random))
     return Comparison(a_cos, a_match, b_cos, b_match, threshold, child_threshold, chance)
 
 

@@ -53,6 +53,14 @@ def check_number(label: str, value: Any, rule: Rule, fix: str) -> None:
         raise ToolkitError(f"{label} must be {text}, got {value!r}; {fix}")
 
 
+def check_flags(args: Any, rules: dict[str, Rule]) -> None:
+    """``check_number`` for each command-line value named in ``rules`` (``batch_size`` is
+    ``--batch-size``)."""
+    for name, rule in rules.items():
+        flag = "--" + name.replace("_", "-")
+        check_number(flag, getattr(args, name), rule, f"pass another {flag}")
+
+
 def _check_fields(obj: Any, rules: dict[str, Rule]) -> None:
     for name, rule in rules.items():
         check_number(f"config field '{name}'", getattr(obj, name), rule,

@@ -45,6 +45,7 @@ from activations.models import resolve_device
 from activations.source import ActivationSource
 from activations.store import fsync_dir as fsync  # works on files too
 from sae.architectures import SparseCoder, StepContext, StepOutput, build
+from sae.compare import unit_rows
 from sae.config import SAEConfig, TrainConfig, name_coders, save_config
 from sae.data import check_context, eval_contexts, model_for, open_source
 from sae.distributed import DataParallel
@@ -85,8 +86,7 @@ class Coder:
     def decoder_start_cos(self) -> float:
         """Median cosine of each decoder row with its initial direction: near 1, the dictionary
         is still close to where the seed put it, whatever the FVU says."""
-        rows = self.sae.W_dec.detach().float()
-        return float(((rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)) * self.start).sum(1).median())
+        return float((unit_rows(self.sae.W_dec.detach().float()) * self.start).sum(1).median())
 
 
 class Trainer:
@@ -125,9 +125,7 @@ class Trainer:
         optimizer = torch.optim.Adam(sae.parameters(), lr=resolved.lr, betas=(self.cfg.beta1, self.cfg.beta2),
                                      fused=fused)
         since_fired = torch.zeros(resolved.d_sae, dtype=torch.long, device=self.device)
-        start = sae.W_dec.detach().float()
-        start = start / start.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        return Coder(name, sae, optimizer, since_fired, start)
+        return Coder(name, sae, optimizer, since_fired, unit_rows(sae.W_dec.detach().float()))
 
     # ----------------------------------------------------------------- the loop
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from activations.errors import ToolkitError
 from sae.commands.harvest import parse_count
 from sae.compare import CUTS, Comparison, check_cosine, compare, firing_agreement
-from sae.config import NON_NEGATIVE, POSITIVE, check_number
+from sae.config import NON_NEGATIVE, POSITIVE, check_flags
 from sae.data import check_context, check_source_model, open_source
 from sae.io import load_sae, one_sae_folder
 
@@ -42,9 +42,7 @@ _NUMBERS = {"tokens": NON_NEGATIVE, "batch_size": POSITIVE, "families": NON_NEGA
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
-    for name, rule in _NUMBERS.items():
-        flag = "--" + name.replace("_", "-")
-        check_number(flag, getattr(args, name), rule, f"pass another {flag}")
+    check_flags(args, _NUMBERS)
     check_cosine("--threshold", args.threshold)
     check_cosine("--child-threshold", args.child_threshold)
 

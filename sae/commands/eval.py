@@ -8,7 +8,7 @@ from pathlib import Path
 
 from activations.errors import ToolkitError
 from sae.commands.harvest import parse_count
-from sae.config import NON_NEGATIVE, POSITIVE, UNIT, check_number
+from sae.config import NON_NEGATIVE, POSITIVE, UNIT, check_flags
 from sae.data import check_context, check_source_model, eval_contexts, model_for, open_source
 from sae.evaluate import format_table, reconstruction_scores, splice_scores
 from sae.io import load_sae, sae_folders
@@ -39,12 +39,6 @@ _NUMBERS = {"tokens": POSITIVE, "batch_size": POSITIVE, "contexts": NON_NEGATIVE
             "context": (lambda v: v >= 2, "at least 2"), "dense_threshold": UNIT}
 
 
-def _check_numbers(args: argparse.Namespace) -> None:
-    for name, rule in _NUMBERS.items():
-        flag = "--" + name.replace("_", "-")
-        check_number(flag, getattr(args, name), rule, f"pass another {flag}")
-
-
 def _model_of(saes: dict, asked: str) -> str:
     """The model the SAEs were trained on ('' when their cfg.json names none); refuses SAEs of
     several models and a --model other than theirs."""
@@ -59,7 +53,7 @@ def _model_of(saes: dict, asked: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    _check_numbers(args)
+    check_flags(args, _NUMBERS)
     device = resolve_device(args.device)
     folders = dict.fromkeys(f for d in args.sae_dirs for f in sae_folders(d))
     saes = {str(f): load_sae(f, device) for f in folders}
