@@ -30,7 +30,8 @@ NODE_HOOKS: list[str] = ["blocks.0.hook_resid_pre"] + [
 # for any such dictionary and which for this one (scripts/fixture_seeds.py); SAE_FIXTURE_D_SAE
 # trains another width, to compare recipes. 512 latents since 2026-11-30 (1,536 before): the
 # same FVU at 600k tokens, and 100-node SVA circuits reach 0.7 with all four seeds' SAEs
-# instead of one (docs/circuits.md, "Narrower dictionaries").
+# instead of one (docs/circuits.md, "Narrower dictionaries"). SAE_FIXTURE_LR_SCALE multiplies the
+# learning rate (3 gives today's default, sae.config.DEFAULT_LR).
 RECIPE = {"architecture": "topk", "d_sae": int(os.environ.get("SAE_FIXTURE_D_SAE", "512")), "k": 16,
           "tokens": 600_000, "batch_size": 2048, "seed": int(os.environ.get("SAE_FIXTURE_SEED", "0"))}
 
@@ -38,8 +39,8 @@ RECIPE = {"architecture": "topk", "d_sae": int(os.environ.get("SAE_FIXTURE_D_SAE
 def fixture_lr(d_sae: int) -> float:
     """The recipe's learning rate: the default of before 2026-11-30 (2e-4, not
     ``sae.config.DEFAULT_LR``'s 6e-4, scaled by (d_sae / 16384) ** -0.5), so that the SAEs
-    every demonstration was measured on stay the same."""
-    return 2e-4 / (d_sae / 2**14) ** 0.5
+    every demonstration was measured on stay the same; ``SAE_FIXTURE_LR_SCALE`` multiplies it."""
+    return float(os.environ.get("SAE_FIXTURE_LR_SCALE", "1")) * 2e-4 / (d_sae / 2**14) ** 0.5
 
 
 RECIPE["lr"] = fixture_lr(RECIPE["d_sae"])
