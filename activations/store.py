@@ -60,7 +60,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as f:
+        handle = open(tmp, "wb")
+    except OSError as err:  # name the file asked for, not its temporary neighbour
+        raise OSError(err.errno, err.strerror, str(path)) from None
+    try:
+        with handle as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

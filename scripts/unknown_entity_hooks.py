@@ -29,7 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from activations.corpus import entity_prompts, made_up_entity_prompts  # noqa: E402
 from activations.models import load_model  # noqa: E402
-from circuits.contrastive import auroc, rank_latents, score  # noqa: E402
+from circuits.contrastive import auroc, dense_direction, rank_latents, score  # noqa: E402
 from fixture_path import fixture_saes  # noqa: E402
 from sae.io import load_log_density, load_sae  # noqa: E402
 
@@ -67,7 +67,7 @@ def main() -> None:
         print("hook                      latents  train-split  made-up  held-out")
         pairs = (("unknown_val", "known_val"), ("made_up", "known_val"), ("unknown_test", "known_test"))
         for hook in hooks:
-            direction = resid["unknown"][hook].mean(0) - resid["known"][hook].mean(0)
+            direction = dense_direction(resid["unknown"][hook], resid["known"][hook])
             dense = [auroc(resid[u][hook] @ direction, resid[k][hook] @ direction) for u, k in pairs]
             print(f"{hook:26s} {'dense':>7s}  " + "  ".join(f"{x:9.3f}" for x in dense))
             folder = next(root.glob(hook + "-*"))

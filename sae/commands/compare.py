@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 from activations.errors import ToolkitError
+from activations.store import write_json
 from sae.commands.harvest import parse_count
 from sae.compare import CUTS, Comparison, check_cosine, compare, firing_agreement
 from sae.config import NON_NEGATIVE, POSITIVE, check_flags
@@ -125,5 +125,5 @@ def run(args: argparse.Namespace) -> int:
     names = (str(folders[0].resolve()), str(folders[1].resolve()))  # --compare in `sae dashboard` matches by path
     print(report(comparison, names, args.families))
     if args.json:
-        Path(args.json).write_text(json.dumps(as_json(comparison, names)) + "\n")
+        write_json(Path(args.json), as_json(comparison, names))  # whole or not at all
     return 0

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from activations.errors import ToolkitError
+from activations.store import write_json
 from sae.commands.harvest import parse_count
 from sae.config import NON_NEGATIVE, POSITIVE, UNIT, check_flags
 from sae.data import check_context, check_source_model, eval_contexts, model_for, open_source
@@ -74,5 +74,5 @@ def run(args: argparse.Namespace) -> int:
     results = {name: {**scores, **splice} for name, (scores, _), splice in zip(saes, windows, spliced)}
     print(format_table(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(Path(args.json), results)  # whole or not at all
     return 0
