@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--a", required=True, metavar="SET",
                    help=f"prompts on which the latents should fire: a .txt/.jsonl/.json file or a built-in set ({sets})")
     p.add_argument("--b", required=True, metavar="SET", help="the prompts to contrast them with (same forms)")
-    p.add_argument("--test-a", default="", metavar="SET", help="evaluate on these instead of a held-out part of --a")
+    p.add_argument("--test-a", default="", metavar="SET",
+                   help="evaluate on these instead of a held-out part of --a (a built-in set is drawn with --seed + 1)")
     p.add_argument("--test-b", default="", metavar="SET", help="evaluate on these instead of a held-out part of --b")
     p.add_argument("--holdout", type=float, default=0.25,
                    help="fraction of --a and --b kept out of the ranking to evaluate on, when --test-a/-b are not "
