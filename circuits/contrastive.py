@@ -128,6 +128,9 @@ def contrast(model, sae: SparseCoder, rank_a: list[str], rank_b: list[str], eval
     latents = {name: sae.encode(x.to(sae.W_dec.device)).cpu() for name, x in raw.items()}
     keep = torch.zeros(sae.d_sae) if density is None else density.float().cpu()
     ranked = rank_latents(latents["rank_a"], latents["rank_b"], keep, max_density)
+    if not len(ranked):
+        raise ToolkitError(f"every latent of the SAE on {hook} fires on more than {max_density:g} of ordinary "
+                           "tokens; raise the density limit (--max-density)")
     result = Contrast(hook, position, ranked, (latents["rank_a"] > 0).float().mean(0),
                       (latents["rank_b"] > 0).float().mean(0), density, max_density,
                       {name: len(x) for name, x in raw.items()} | {k: 0 for k in ("eval_a", "eval_b") if k not in raw})

@@ -88,6 +88,8 @@ def test_contrast_ranks_a_planted_latent_first_and_scores_it_on_held_out_prompts
     dense[11] = 0.5
     filtered = contrast(model, _planted_sae(model, direction, midpoint, 11), rank_a, rank_b, density=dense)
     assert 11 not in filtered.ranked.tolist() and not filtered.auroc_top and filtered.dense_auroc is None
+    with pytest.raises(ToolkitError, match="every latent of the SAE on blocks.2.hook_resid_post fires on more"):
+        contrast(model, _planted_sae(model, direction, midpoint, 11), rank_a, rank_b, density=torch.ones(16))
 
 
 def test_positions_outside_the_shortest_prompt_are_refused(model):
