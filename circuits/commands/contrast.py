@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from activations.errors import ToolkitError
+from circuits.commands import check_widths
 from circuits.contrastive import BUILTIN_SETS, Contrast, contrast, prompt_set
 
 NAME = "contrast"
@@ -108,9 +109,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         (a, test_a), (b, test_b) = split(a, args.holdout, args.seed, "a"), split(b, args.holdout, args.seed, "b")
     model = load_model(model_name, args.device)
-    if model.hook_width(sae.cfg.hook) != sae.d_in:
-        raise ToolkitError(f"the SAE on {sae.cfg.hook} has d_in {sae.d_in} but {model_name} has width "
-                           f"{model.hook_width(sae.cfg.hook)} there; it belongs to another model")
+    check_widths(model, model_name, [sae])
     log_density = load_log_density(folder)
     density = None if log_density is None else 10 ** log_density.float()
     result = contrast(model, sae, a, b, test_a, test_b, density, args.max_density, (1, 4, 8, args.top),

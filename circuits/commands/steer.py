@@ -9,6 +9,7 @@ import math
 import torch
 
 from activations.errors import ToolkitError
+from circuits.commands import check_widths
 from circuits.effects import measure, standard_metrics, target_prob
 from circuits.interventions import SCHEDULES, Steering, chain_steering, generate, intervene
 
@@ -88,10 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if not model_name:
         raise ToolkitError("the SAE's cfg.json names no model; pass --model")
     model = load_model(model_name, args.device)
-    for sae in saes:
-        if model.hook_width(sae.cfg.hook) != sae.d_in:
-            raise ToolkitError(f"the SAE on {sae.cfg.hook} has d_in {sae.d_in} but {model_name} has width "
-                               f"{model.hook_width(sae.cfg.hook)} there; it belongs to another model")
+    check_widths(model, model_name, saes)
     target = model.tokenizer.encode(args.target) if args.target else None
     if target is not None and len(target) != 1:
         raise ToolkitError(f"--target {args.target!r} is {len(target)} tokens for {model_name}'s tokenizer; give one "
