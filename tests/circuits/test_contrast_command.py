@@ -138,3 +138,13 @@ def test_contrast_command_errors_are_one_line(tmp_path, capsys):
         assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
     assert main(["contrast", "--sae", str(tmp_path / "no-sae"), "--a", "entities:unknown", "--b", "entities:known"]) == 2
     assert "no-sae" in capsys.readouterr().err
+
+
+def test_contrast_refuses_an_sae_of_another_width(tmp_path, capsys):
+    from sae.architectures import ARCHITECTURES
+    from sae.config import SAEConfig
+    from sae.io import save_sae
+    sae = ARCHITECTURES["topk"](SAEConfig(architecture="topk", hook=HOOK, d_in=64, d_sae=32, k=4), 64)
+    folder = save_sae(sae, tmp_path / "sae", metadata={"model_name": "tiny"})
+    assert main(["contrast", "--sae", str(folder), "--a", "entities:unknown", "--b", "entities:known", "--n", "8"]) == 2
+    assert "has d_in 64 but tiny has width 192 there; it belongs to another model" in capsys.readouterr().err
