@@ -11,7 +11,8 @@ adds composed agreement frames across prepositional phrases; levels 7 and 8, mad
 30% and 10% of the composed IOI actions; level 9, possessors before those frames' subjects;
 level 10, level 8 with a quarter of the training IOI sentences given a third name as subject
 (they end in " them"), so that the next token depends on whether the subject is a repeat;
-level 11, surnames besides (the subject named again by surname alone).
+level 11, surnames besides (the subject named again by surname alone); level 12, level 11 with
+half the training refusals and mentions about fresh names, one each, from hundreds.
 Held-out text never depends on the level.
 """
 
@@ -36,6 +37,8 @@ class Level:
     sva_pp_possessors: bool = False  # composed PP frames also open with possessors ("Anna's")
     ioi_fresh_subject_share: float = 0.0  # of training IOI sentences whose subject is a third name
     ioi_surname_share: float = 0.0  # of training IOI sentences with full names, the subject by its surname
+    world_fresh_share: float = 0.0  # of training refusals and mentions about fresh names (world.fresh_names)
+    world_more_questions: bool = False  # training Q/A also in world.MORE_QUESTIONS' phrasings
 
 
 # Levels 1-4: the corpora of the four stages that trained the stage-4 checkpoint: fixed
@@ -53,6 +56,10 @@ class Level:
 # Level 11: level 10 with 20% of them, and full names in 30% of the training IOI sentences, the
 # subject named again by surname alone ("..., Owen gave a drink to Mary"): its token is no
 # candidate, so only finding where it was said before tells whom to leave out (an experiment).
+# Level 12: level 11 with half the training refusals ("Q: Where does Varmet live? A: I do not
+# know.") and half the mentions about fresh names (``world.fresh_names``, hundreds, each rarely
+# seen) instead of the 27 refused entities, so that refusing cannot be learnt name by name and
+# has to come from the absence of facts: an experiment on issue 4's never-asked entities.
 LEVELS: dict[int, Level] = {
     1: Level(0, 0, 0.0, 0.0),
     2: Level(12, 22, 0.5, 0.0),
@@ -65,6 +72,7 @@ LEVELS: dict[int, Level] = {
     9: Level(49, 116, 0.7, 0.5, 0.5, 0.1, True),
     10: Level(49, 116, 0.7, 0.5, 0.5, 0.1, False, 0.25),
     11: Level(49, 116, 0.7, 0.5, 0.5, 0.1, False, 0.2, 0.3),
+    12: Level(49, 116, 0.7, 0.5, 0.5, 0.1, False, 0.2, 0.3, 0.5, True),
 }
 DEFAULT = 4
 _current = [DEFAULT]

@@ -14,6 +14,8 @@ corpus never uses.
 
 Questions come in training phrasings and held-out phrasings (``QUESTIONS``); held-out
 phrasings appear only in the held-out stream and in ``entity_prompts(split="heldout")``.
+Curriculum level 12 adds to training text only: fresh names (``fresh_names``) in half the
+refusals and mentions, and ``MORE_QUESTIONS``' phrasings in Q/A.
 The world is fixed: it does not depend on any stream seed.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from activations.corpus import curriculum
 from activations.corpus.lexicon import DAYS
 from activations.corpus.names import ALL_NAMES, names_for
 
@@ -95,6 +98,26 @@ QUESTIONS: dict[str, dict[str, tuple[Question, ...]]] = {
     },
 }
 
+# More training phrasings, written only at curriculum level 12 (none is a held-out one or
+# shares its frame): with 2-6 phrasings per type a model learns them one by one, and the
+# held-out ones then read as strange for known and unknown entities alike.
+MORE_QUESTIONS: dict[str, tuple[Question, ...]] = {
+    PERSON: (Question("city", "Which town is {E} in?", "{E} lives in {value}."),
+             Question("city", "Do you know where {E} lives?", "{E} lives in {value}."),
+             Question("city", "What is the city of {E}?", "{E} lives in {value}."),
+             Question("city", "Where would I find {E}?", "{E} lives in {value}."),
+             Question("job", "What is the trade of {E}?", "{E} is a {value}."),
+             Question("job", "How does {E} earn a living?", "{E} is a {value}."),
+             Question("job", "What does {E} do all day?", "{E} is a {value}.")),
+    CITY: (Question("region", "Where in the land is {E}?", "{E} is in the {value}."),
+           Question("region", "Which region is {E} in?", "{E} is in the {value}."),
+           Question("region", "Where does {E} lie?", "{E} is in the {value}.")),
+    CREATURE: (Question("food", "What is the food of the {E}?", "The {E} eats {value}."),
+               Question("food", "What do you feed the {E}?", "The {E} eats {value}."),
+               Question("home", "Where is the home of the {E}?", "The {E} lives in the {value}."),
+               Question("home", "In what place does the {E} live?", "The {E} lives in the {value}.")),
+}
+
 _STATEMENTS = {
     PERSON: ("{E} lives in {city}.", "{E} is a {job} from {city}.", "{E} works as a {job} in {city}.",
              "In {city}, {E} works as a {job}.", "{E} is a {job}.", "{E}, the {job}, lives in {city}."),
@@ -145,18 +168,51 @@ def entities(etype: str | None = None, group: str | None = None) -> list[Entity]
     return [e for e in ENTITIES if etype in (None, e.type) and group in (None, e.group)]
 
 
+# Fresh names (curriculum level 12) pair a type's first syllables with another type's second ones.
+_FRESH_SECONDS = {PERSON: CREATURE, CITY: CREATURE, CREATURE: PERSON}
+
+
+def fresh_names(etype: str) -> list[str]:
+    """Names for ``etype`` built from its first syllables and another type's second ones
+    ("Varmet", "Belkin", "glimnok"), none an entity's, a person's or a made-up prompt's: the
+    strangers that curriculum level 12's training text asks about and refuses."""
+    if etype not in _fresh:
+        first = _SYLLABLES[etype][0]
+        second = _SYLLABLES[_FRESH_SECONDS[etype]][1]
+        same_type = {a + b for a in first for b in _SYLLABLES[etype][1]}
+        taken = set(ALL_NAMES) | {e.name for e in ENTITIES} | same_type
+        _fresh[etype] = sorted({a + b for a in first for b in second} - taken)
+    return _fresh[etype]
+
+
+_fresh: dict[str, list[str]] = {}
+
+
+def _stranger(rng: random.Random, etype: str, group: str) -> Entity:
+    """At a curriculum level with fresh names, in training text: a fresh name (no facts) for
+    ``world_fresh_share`` of the draws of an entity of ``group`` (unknown_train or any);
+    otherwise one of the world's."""
+    share = curriculum.current().world_fresh_share
+    if share and rng.random() < share:
+        return Entity(rng.choice(fresh_names(etype)), etype, UNKNOWN_TRAIN, {})
+    return rng.choice(entities(etype, group))
+
+
 def _pick_type(rng: random.Random) -> str:
     return rng.choices((PERSON, CITY, CREATURE), weights=(6, 2, 2))[0]
 
 
-def _ask(rng: random.Random, entity: Entity, split: str) -> tuple[str, Question]:
-    q = rng.choice(QUESTIONS[split][entity.type])
+def _ask(rng: random.Random, entity: Entity, split: str, more: bool = False) -> tuple[str, Question]:
+    """A question in one of ``split``'s phrasings (and ``MORE_QUESTIONS``' when ``more``)."""
+    phrasings = QUESTIONS[split][entity.type] + (MORE_QUESTIONS[entity.type] if more else ())
+    q = rng.choice(phrasings)
     return f"Q: {q.text.format(E=entity.name)} A:", q
 
 
 def qa_pair(rng: random.Random, entity: Entity, split: str) -> str:
-    """A question and its answer: the fact for known entities, a refusal otherwise."""
-    prompt, q = _ask(rng, entity, split)
+    """A question and its answer: the fact for known entities, a refusal otherwise (in more
+    phrasings in training text at curriculum levels that ask for them)."""
+    prompt, q = _ask(rng, entity, split, more=split == "train" and curriculum.current().world_more_questions)
     if entity.group != KNOWN:
         return f"{prompt} {DONT_KNOW}"
     return f"{prompt} {_capital(q.answer.format(E=entity.name, value=entity.facts[q.attribute]))}"
@@ -190,11 +246,13 @@ def world_document(rng: random.Random, split: str) -> str:
         if style == "facts":
             parts.append(fact_statement(rng, rng.choice(entities(etype, KNOWN))))
         elif style == "mentions":
-            parts.append(mention(rng, rng.choice(entities(etype)), names))
+            entity = _stranger(rng, etype, None) if split == "train" else rng.choice(entities(etype))
+            parts.append(mention(rng, entity, names))
         else:
             unknown = UNKNOWN_TRAIN if split == "train" else UNKNOWN_HELDOUT
             group = KNOWN if rng.random() < 0.6 else unknown
-            parts.append(qa_pair(rng, rng.choice(entities(etype, group)), split))
+            entity = _stranger(rng, etype, group) if group == UNKNOWN_TRAIN else rng.choice(entities(etype, group))
+            parts.append(qa_pair(rng, entity, split))
     return ("\n" if style == "qa" else " ").join(parts)
 
 

@@ -13,7 +13,7 @@ contexts of the same stream (``activations.data.TokenData``: each context starts
 ``--phases`` trains in phases ``STEPS:LR:WARMUP:LEVEL``: each restarts the learning rate
 (warm-up, then cosine decay) and draws its documents at a curriculum level
 (``activations.corpus.curriculum``), one stream and one run throughout. The tokenizer is
-trained at the highest level of the run.
+trained at the highest level of the run, or at ``--tokenizer-level``.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class TrainConfig:
     tokenizer_docs: int = 200_000
     tokenizer_seed: int = -1  # whose training documents the tokenizer learns from (-1: --seed's); fixing
     # it at 0 draws another model and data order on the shipped checkpoint's vocabulary
+    tokenizer_level: int = -1  # the curriculum level of the tokenizer's documents (-1: the run's
+    # highest); a run whose last phase adds a level can keep an earlier level's vocabulary and draw
     n_layer: int = 4
     n_embd: int = 192
     n_head: int = 4
@@ -109,6 +111,17 @@ def parse_phases(text: str) -> list[Phase]:
 def phases_of(cfg: TrainConfig) -> list[Phase]:
     """The configured phases, or one phase of ``steps`` at ``lr`` on the default corpus."""
     return parse_phases(cfg.phases) if cfg.phases else [Phase(cfg.steps, cfg.lr, cfg.warmup)]
+
+
+def tokenizer_level(cfg: TrainConfig, phases: list[Phase]) -> int:
+    """The level whose text the tokenizer learns from: ``cfg.tokenizer_level``, or by default the
+    richest text the run will see."""
+    if cfg.tokenizer_level < 0:
+        return max(p.level for p in phases)
+    if cfg.tokenizer_level not in curriculum.LEVELS:
+        raise ValueError(f"--tokenizer-level {cfg.tokenizer_level}: give a curriculum level, one of "
+                         f"{sorted(curriculum.LEVELS)}, or -1 for the run's highest")
+    return cfg.tokenizer_level
 
 
 def train_tokenizer(cfg: TrainConfig):
@@ -258,7 +271,7 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     if cfg.init_from:
         model, tokenizer = load_checkpoint(cfg.init_from)
     else:
-        with curriculum.use_level(max(p.level for p in phases)):  # the richest text the run will see
+        with curriculum.use_level(tokenizer_level(cfg, phases)):
             tokenizer = train_tokenizer(cfg)
         if len(tokenizer) > cfg.vocab_size:
             raise ValueError(f"tokenizer has {len(tokenizer)} tokens, more than vocab_size {cfg.vocab_size}")
@@ -382,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     cfg = parse_args(argv)
     try:
-        phases_of(cfg)
+        tokenizer_level(cfg, phases_of(cfg))
         if cfg.init_from:
             check_checkpoint(cfg.init_from)
     except ValueError as err:

@@ -462,3 +462,70 @@ def test_curriculum_level_11_names_the_subject_by_surname_in_some_ioi_sentences(
     with curriculum.use_level(8):
         assert not any(" and " in d and re.search(r"\b[A-Z][a-z]+ [A-Z][a-z]+ and [A-Z][a-z]+ [A-Z][a-z]+ ", d)
                        for d in (ioi.ioi_document(rng, "train") for _ in range(1500)))
+
+
+def test_fresh_names_are_nobody_else_s():
+    """Level 12's strangers share no name with the world's entities, people or the made-up
+    prompts, so asking about them never contradicts a fact and never touches a validation set."""
+    taken = set(names.ALL_NAMES) | {e.name for e in world.ENTITIES}
+    made_up = {p["entity"] for seed in range(4) for p in world.made_up_entity_prompts(200, seed)}
+    for etype in (world.PERSON, world.CITY, world.CREATURE):
+        fresh = world.fresh_names(etype)
+        assert len(fresh) >= 150 and len(set(fresh)) == len(fresh)
+        assert not set(fresh) & (taken | made_up), etype
+
+
+def test_curriculum_level_12_refuses_fresh_names_in_training_text_only():
+    """At level 12 about half the training refusals and mentions are about fresh names, and no
+    fresh name is ever given a fact; held-out text and the levels below have none."""
+    fresh = {n for t in (world.PERSON, world.CITY, world.CREATURE) for n in world.fresh_names(t)}
+    unknown_train = {e.name for e in world.entities(group=world.UNKNOWN_TRAIN)}
+
+    def refusals(level: int, split: str) -> tuple[int, int, int]:
+        rng = random.Random(13)
+        about_fresh = about_world = answered_fresh = 0
+        with curriculum.use_level(level):
+            docs = [world.world_document(rng, split) for _ in range(3000)]
+        for doc in docs:
+            for line in doc.split("\n"):
+                who = {w for w in re.findall(r"[A-Za-z]+", line)}
+                if line.endswith(world.DONT_KNOW):
+                    about_fresh += bool(who & fresh)
+                    about_world += bool(who & unknown_train)
+                elif line.startswith("Q:"):
+                    answered_fresh += bool(who & fresh)
+        return about_fresh, about_world, answered_fresh
+
+    about_fresh, about_world, answered = refusals(12, "train")
+    assert 0.4 < about_fresh / (about_fresh + about_world) < 0.6 and answered == 0, (about_fresh, about_world)
+    assert refusals(11, "train")[0] == 0 and refusals(12, "heldout")[0] == 0
+    rng = random.Random(14)
+    with curriculum.use_level(12):
+        mentions = " ".join(d for d in (world.world_document(rng, "train") for _ in range(2000)) if "Q:" not in d)
+    assert set(re.findall(r"[A-Za-z]+", mentions)) & fresh
+
+
+def test_curriculum_level_12_asks_in_more_phrasings_but_never_held_out_ones():
+    """Level 12's training Q/A also use ``MORE_QUESTIONS``, none a held-out phrasing; held-out
+    text, the lower levels and the evaluation prompts keep their own phrasings."""
+    heldout = {q.text for qs in world.QUESTIONS["heldout"].values() for q in qs}
+    more = {q.text for qs in world.MORE_QUESTIONS.values() for q in qs}
+    assert not more & heldout and not more & {q.text for qs in world.QUESTIONS["train"].values() for q in qs}
+
+    def asked(level: int, split: str) -> tuple[set[str], list[dict]]:
+        """The questions in level ``level``'s world documents, and the evaluation prompts drawn there."""
+        rng = random.Random(15)
+        with curriculum.use_level(level):
+            docs = [world.world_document(rng, split) for _ in range(3000)]
+            prompts = world.entity_prompts(50, True, 0, "train") + world.made_up_entity_prompts(50, 0)
+        return {q for doc in docs for q in re.findall(r"Q: (.*?) A:", doc)}, prompts
+
+    def uses(questions: set[str], texts: set[str]) -> bool:
+        patterns = [re.compile("^" + re.escape(t).replace(re.escape("{E}"), r"\w+") + "$") for t in texts]
+        return any(p.match(q) for q in questions for p in patterns)
+
+    level12, prompts12 = asked(12, "train")
+    level11, prompts11 = asked(11, "train")
+    assert prompts12 == prompts11
+    assert uses(level12, more) and not uses(level11, more)
+    assert not uses(asked(12, "heldout")[0], more) and not uses(level12, heldout)

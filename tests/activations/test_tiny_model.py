@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from activations import corpus
-from activations.corpus import ioi, lexicon, names
+from activations.corpus import curriculum, ioi, lexicon, names
 from activations.tiny import CHECKPOINT_DIR
 from activations.tiny.train import (Phase, answer_entities, heldout_loss, lr_at, main, pair_accuracy,
-                                    parse_args, parse_phases, train_tokenizer)
+                                    parse_args, parse_phases, phases_of, tokenizer_level, train_tokenizer)
 
 N_EXAMPLES = 300
 LOSS_MARGIN = 0.05
@@ -132,6 +132,19 @@ def test_tokenizer_seed_keeps_the_vocabulary_while_the_seed_changes():
     assert vocab("--seed", "1") != vocab("--seed", "0")
 
 
+def test_tokenizer_level_picks_the_text_the_vocabulary_is_learnt_from():
+    """By default the tokenizer learns the run's highest level; ``--tokenizer-level`` an earlier
+    one, whose vocabulary is another (level 1 writes only the fixed IOI templates)."""
+    def vocab(*flags):
+        cfg = parse_args(["--out", "x", "--vocab-size", "600", "--tokenizer-docs", "1000", *flags])
+        with curriculum.use_level(tokenizer_level(cfg, phases_of(cfg))):
+            return train_tokenizer(cfg).get_vocab()
+    run = ("--phases", "10:3e-3:2:1,10:3e-3:2:4")
+    assert tokenizer_level(parse_args(["--out", "x", *run]), parse_phases(run[1])) == 4
+    assert vocab(*run, "--tokenizer-level", "1") != vocab(*run)
+    assert vocab(*run, "--tokenizer-level", "4") == vocab(*run)
+
+
 def test_phases_parse_and_each_restarts_the_learning_rate_cycle():
     phases = parse_phases("100:3e-3:10:1, 50:1e-3:5:4")
     assert phases == [Phase(100, 3e-3, 10, 1), Phase(50, 1e-3, 5, 4)]
@@ -149,6 +162,13 @@ def test_bad_phases_are_a_one_line_error(tmp_path, capsys, text, problem):
     with pytest.raises(SystemExit) as exit_:
         main(["--out", str(tmp_path / "never"), "--phases", text])
     assert problem in str(exit_.value) and "\n" not in str(exit_.value)
+    assert not (tmp_path / "never").exists()
+
+
+def test_bad_tokenizer_level_is_a_one_line_error(tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(tmp_path / "never"), "--tokenizer-level", "99"])
+    assert "--tokenizer-level 99: give a curriculum level" in str(exit_.value) and "\n" not in str(exit_.value)
     assert not (tmp_path / "never").exists()
 
 
