@@ -4,7 +4,7 @@ against held-out separation, to see whether any validation picks the hook that t
     python scripts/unknown_entity_hooks.py [--seed 0 | --saes RUN/saes] [--position last|entity]
 
 For each residual-stream SAE of blocks 0–2 (the ones ``test_contrastive.py`` chooses from) and
-4 or 8 top latents, ranked on training-split prompts as the test ranks them, it prints the
+its top latents, ranked on training-split prompts as the test ranks them, it prints the
 AUROC against known entities (training split, another seed) of: training-split unknown
 entities (the test's validation until 2026-11-28), made-up names that never occur in the
 corpus (``made_up_entity_prompts``; its validation since), and the held-out never-asked
@@ -12,8 +12,11 @@ entities the test asserts on. ``--position entity`` reads the latents at the ent
 instead of the prompt's last one. Each hook's "dense" row scores prompts along the difference of
 the residual's means (unknown minus known, training split) instead of latents: what the model's
 own activations allow at that hook, with no dictionary, so that a low held-out AUROC there is the
-model's and not the SAE's. docs/circuits.md ("Across fixture seeds", "Dictionaries at the default
-learning rate") quotes it.
+model's and not the SAE's; its "recon" and "error" rows do the same on the SAE's reconstruction
+and on what it leaves out. The latent rows rank by frequency difference (as the test) and then
+("mean") by mean-activation difference, for 4, 8, 16 and 32 latents. docs/circuits.md ("Across
+fixture seeds", "Dictionaries at the default learning rate", "Entity phrasings and strangers")
+quotes it.
 """
 
 from __future__ import annotations
@@ -48,6 +51,15 @@ def residuals(model, items: list[dict], hooks: list[str], position: str) -> dict
     return {h: torch.stack(v) for h, v in out.items()}
 
 
+def mean_ranked(acts_a: torch.Tensor, acts_b: torch.Tensor, density: torch.Tensor,
+                max_density: float) -> torch.Tensor:
+    """Latents by mean activation in set a minus set b, best first, denser ones left out: the
+    other ranking the latent rows compare with ``rank_latents``' frequency difference."""
+    keep = torch.nonzero(density <= max_density).squeeze(1)
+    diff = acts_a.mean(0) - acts_b.mean(0)
+    return keep[diff[keep].argsort(descending=True, stable=True)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--saes", type=Path, default=None)
@@ -67,17 +79,24 @@ def main() -> None:
         print("hook                      latents  train-split  made-up  held-out")
         pairs = (("unknown_val", "known_val"), ("made_up", "known_val"), ("unknown_test", "known_test"))
         for hook in hooks:
-            direction = dense_direction(resid["unknown"][hook], resid["known"][hook])
-            dense = [auroc(resid[u][hook] @ direction, resid[k][hook] @ direction) for u, k in pairs]
-            print(f"{hook:26s} {'dense':>7s}  " + "  ".join(f"{x:9.3f}" for x in dense))
             folder = next(root.glob(hook + "-*"))
             sae = load_sae(folder)
+            recon = {name: sae.decode(sae.encode(r[hook].float())) for name, r in resid.items()}
+            parts = {"dense": {name: r[hook] for name, r in resid.items()}, "recon": recon,
+                     "error": {name: resid[name][hook] - recon[name] for name in resid}}
+            for label, part in parts.items():
+                direction = dense_direction(part["unknown"], part["known"])
+                dense = [auroc(part[u] @ direction, part[k] @ direction) for u, k in pairs]
+                print(f"{hook:26s} {label:>7s}  " + "  ".join(f"{x:9.3f}" for x in dense))
             acts = {name: sae.encode(r[hook].float()) for name, r in resid.items()}
-            ranked = rank_latents(acts["unknown"], acts["known"], 10 ** load_log_density(folder), max_density=0.1)
-            for n in (4, 8):
-                top = ranked[:n]
-                separation = [auroc(score(acts[u], top), score(acts[k], top)) for u, k in pairs]
-                print(f"{hook:26s} {n:7d}  " + "  ".join(f"{x:9.3f}" for x in separation))
+            density = 10 ** load_log_density(folder)
+            by_frequency = rank_latents(acts["unknown"], acts["known"], density, max_density=0.1)
+            by_mean = mean_ranked(acts["unknown"], acts["known"], density, max_density=0.1)
+            for label, ranked in (("", by_frequency), (" mean", by_mean)):
+                for n in (4, 8, 16, 32):
+                    top = ranked[:n]
+                    separation = [auroc(score(acts[u], top), score(acts[k], top)) for u, k in pairs]
+                    print(f"{hook:26s} {str(n) + label:>7s}  " + "  ".join(f"{x:9.3f}" for x in separation))
 
 
 if __name__ == "__main__":

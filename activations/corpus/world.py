@@ -188,7 +188,7 @@ def fresh_names(etype: str) -> list[str]:
 _fresh: dict[str, list[str]] = {}
 
 
-def _stranger(rng: random.Random, etype: str, group: str) -> Entity:
+def _stranger(rng: random.Random, etype: str, group: str | None) -> Entity:
     """At a curriculum level with fresh names, in training text: a fresh name (no facts) for
     ``world_fresh_share`` of the draws of an entity of ``group`` (unknown_train or any);
     otherwise one of the world's."""
