@@ -12,7 +12,8 @@ adds composed agreement frames across prepositional phrases; levels 7 and 8, mad
 level 10, level 8 with a quarter of the training IOI sentences given a third name as subject
 (they end in " them"), so that the next token depends on whether the subject is a repeat;
 level 11, surnames besides (the subject named again by surname alone); level 12, level 11 with
-half the training refusals and mentions about fresh names, one each, from hundreds.
+14 more training question phrasings and half the training refusals and mentions about fresh
+names, each rarely seen, from hundreds.
 Held-out text never depends on the level.
 """
 
@@ -59,7 +60,9 @@ class Level:
 # Level 12: level 11 with half the training refusals ("Q: Where does Varmet live? A: I do not
 # know.") and half the mentions about fresh names (``world.fresh_names``, hundreds, each rarely
 # seen) instead of the 27 refused entities, so that refusing cannot be learnt name by name and
-# has to come from the absence of facts: an experiment on issue 4's never-asked entities.
+# has to come from the absence of facts; and its Q/A also in ``world.MORE_QUESTIONS``' 14
+# phrasings, so that held-out phrasings no longer read as strange: an experiment on issue 4's
+# never-asked entities (docs/circuits.md, "Entity phrasings and strangers (level 12)").
 LEVELS: dict[int, Level] = {
     1: Level(0, 0, 0.0, 0.0),
     2: Level(12, 22, 0.5, 0.0),
