@@ -64,13 +64,18 @@ def latent_activations(model, sae: SparseCoder, prompts: list[str], position: in
     return sae.encode(acts.to(sae.W_dec.device)).cpu()
 
 
-def rank_latents(acts_a: Tensor, acts_b: Tensor, density: Tensor, max_density: float = 0.1) -> Tensor:
-    """Latent indices [d_sae'] sorted by firing frequency in set a minus set b, best first.
+def rank_latents(acts_a: Tensor, acts_b: Tensor, density: Tensor, max_density: float = 0.1,
+                 by: str = "frequency") -> Tensor:
+    """Latent indices [d_sae'] sorted by firing frequency (or, ``by="mean"``, mean activation)
+    in set a minus set b, best first.
 
     acts_a [n_a, d_sae], acts_b [n_b, d_sae]; density [d_sae]: each latent's firing rate on
     ordinary tokens (fraction); latents above ``max_density`` are left out.
     """
-    diff = (acts_a > 0).float().mean(0) - (acts_b > 0).float().mean(0)
+    if by not in ("frequency", "mean"):
+        raise ValueError(f"rank latents by 'frequency' or 'mean', not {by!r}")
+    a, b = (acts_a > 0, acts_b > 0) if by == "frequency" else (acts_a, acts_b)
+    diff = a.float().mean(0) - b.float().mean(0)
     keep = torch.nonzero(density <= max_density).squeeze(1)
     return keep[diff[keep].argsort(descending=True, stable=True)]
 

@@ -25,11 +25,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
-from activations.corpus import entity_prompts, made_up_entity_prompts, world  # noqa: E402
+from activations.corpus import entity_prompts, world  # noqa: E402
 from activations.errors import ToolkitError  # noqa: E402
 from activations.models import load_model  # noqa: E402
 from circuits.contrastive import auroc, dense_direction  # noqa: E402
-from unknown_entity_hooks import residuals  # noqa: E402
+from unknown_entity_hooks import entity_prompt_sets, residuals  # noqa: E402
 
 
 def validation_entities() -> set[str]:
@@ -44,10 +44,7 @@ def validation_entities() -> set[str]:
 def main(checkpoints: list[str]) -> None:
     if not checkpoints:
         sys.exit("usage: python scripts/entity_dense.py CKPT [CKPT ...]  (a checkpoint folder, or tiny)")
-    sets = {"known": entity_prompts(200, True, 0, "train"), "unknown": entity_prompts(200, False, 0, "train"),
-            "known_val": entity_prompts(100, True, 5, "train"), "made_up": made_up_entity_prompts(100, 5),
-            "known_test": entity_prompts(100, True, 1, "heldout"),
-            "unknown_test": entity_prompts(100, False, 1, "heldout")}
+    sets = entity_prompt_sets()
     held = validation_entities()
     sets["unknown_rank"] = [p for p in entity_prompts(300, False, 0, "train") if p["entity"] not in held]
     sets["unknown_val"] = [p for p in entity_prompts(300, False, 5, "train") if p["entity"] in held]

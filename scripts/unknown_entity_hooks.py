@@ -51,13 +51,13 @@ def residuals(model, items: list[dict], hooks: list[str], position: str) -> dict
     return {h: torch.stack(v) for h, v in out.items()}
 
 
-def mean_ranked(acts_a: torch.Tensor, acts_b: torch.Tensor, density: torch.Tensor,
-                max_density: float) -> torch.Tensor:
-    """Latents by mean activation in set a minus set b, best first, denser ones left out: the
-    other ranking the latent rows compare with ``rank_latents``' frequency difference."""
-    keep = torch.nonzero(density <= max_density).squeeze(1)
-    diff = acts_a.mean(0) - acts_b.mean(0)
-    return keep[diff[keep].argsort(descending=True, stable=True)]
+def entity_prompt_sets() -> dict[str, list[dict]]:
+    """The prompt sets both entity scripts read: ranking (training split), validation (another
+    seed; made-up names) and the held-out sets the test asserts on."""
+    return {"known": entity_prompts(200, True, 0, "train"), "unknown": entity_prompts(200, False, 0, "train"),
+            "known_val": entity_prompts(100, True, 5, "train"), "unknown_val": entity_prompts(100, False, 5, "train"),
+            "made_up": made_up_entity_prompts(100, 5),
+            "known_test": entity_prompts(100, True, 1, "heldout"), "unknown_test": entity_prompts(100, False, 1, "heldout")}
 
 
 def main() -> None:
@@ -69,10 +69,7 @@ def main() -> None:
     root = args.saes or fixture_saes(args.seed)
     model = load_model("tiny", device="cpu")
     hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(3)]
-    sets = {"known": entity_prompts(200, True, 0, "train"), "unknown": entity_prompts(200, False, 0, "train"),
-            "known_val": entity_prompts(100, True, 5, "train"), "unknown_val": entity_prompts(100, False, 5, "train"),
-            "made_up": made_up_entity_prompts(100, 5),
-            "known_test": entity_prompts(100, True, 1, "heldout"), "unknown_test": entity_prompts(100, False, 1, "heldout")}
+    sets = entity_prompt_sets()
     with torch.no_grad():
         resid = {name: residuals(model, items, hooks, args.position) for name, items in sets.items()}
         print(f"{root}, latents read at the {args.position} token")
@@ -91,7 +88,7 @@ def main() -> None:
             acts = {name: sae.encode(r[hook].float()) for name, r in resid.items()}
             density = 10 ** load_log_density(folder)
             by_frequency = rank_latents(acts["unknown"], acts["known"], density, max_density=0.1)
-            by_mean = mean_ranked(acts["unknown"], acts["known"], density, max_density=0.1)
+            by_mean = rank_latents(acts["unknown"], acts["known"], density, max_density=0.1, by="mean")
             for label, ranked in (("", by_frequency), (" mean", by_mean)):
                 for n in (4, 8, 16, 32):
                     top = ranked[:n]

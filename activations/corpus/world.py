@@ -21,6 +21,7 @@ The world is fixed: it does not depend on any stream seed.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -172,20 +173,15 @@ def entities(etype: str | None = None, group: str | None = None) -> list[Entity]
 _FRESH_SECONDS = {PERSON: CREATURE, CITY: CREATURE, CREATURE: PERSON}
 
 
+@functools.cache
 def fresh_names(etype: str) -> list[str]:
     """Names for ``etype`` built from its first syllables and another type's second ones
     ("Varmet", "Belkin", "glimnok"), none an entity's, a person's or a made-up prompt's: the
     strangers that curriculum level 12's training text asks about and refuses."""
-    if etype not in _fresh:
-        first = _SYLLABLES[etype][0]
-        second = _SYLLABLES[_FRESH_SECONDS[etype]][1]
-        same_type = {a + b for a in first for b in _SYLLABLES[etype][1]}
-        taken = set(ALL_NAMES) | {e.name for e in ENTITIES} | same_type
-        _fresh[etype] = sorted({a + b for a in first for b in second} - taken)
-    return _fresh[etype]
-
-
-_fresh: dict[str, list[str]] = {}
+    first = _SYLLABLES[etype][0]
+    same_type = {a + b for a in first for b in _SYLLABLES[etype][1]}
+    taken = set(ALL_NAMES) | {e.name for e in ENTITIES} | same_type
+    return sorted({a + b for a in first for b in _SYLLABLES[_FRESH_SECONDS[etype]][1]} - taken)
 
 
 def _stranger(rng: random.Random, etype: str, group: str | None) -> Entity:

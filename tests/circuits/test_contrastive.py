@@ -23,6 +23,8 @@ def test_rank_latents_orders_by_frequency_difference_and_drops_dense_ones():
     assert rank_latents(acts_a, acts_b, torch.zeros(4)).tolist() == [0, 2, 3, 1]
     assert rank_latents(acts_a, acts_b, torch.tensor([0.5, 0, 0.05, 0]), max_density=0.1).tolist() == [2, 3, 1]
     assert score(acts_a, torch.tensor([0, 2])).tolist() == [3.0, 4.0, 1.0]
+    # mean activation a: [2/3, 0, 2, 1]; b: [0, 1/2, 1/2, 1] -> differences [0.67, -0.5, 1.5, 0]
+    assert rank_latents(acts_a, acts_b, torch.zeros(4), by="mean").tolist() == [2, 0, 3, 1]
 
 
 def test_auroc_hand_cases():
