@@ -8,7 +8,7 @@
 # issue 2's held-out metrics beside the shipped checkpoint's (scripts/compare_checkpoints.py),
 # runs tests/activations/test_tiny_model.py, and runs the circuits demonstrations on fixture
 # SAEs from each seed (scripts/fixture_seeds.py, about 5 minutes a seed on 2 cores; set
-# SAE_FIXTURE_D_SAE to check with another width than the fixture's 512, SAE_FIXTURE_LR_SCALE=3
+# SAE_FIXTURE_D_SAE to check with another width than the fixture's 512, SAE_FIXTURE_K another k, SAE_FIXTURE_LR_SCALE=3
 # for today's default learning rate). Logs go to
 # CKPT/check/. A draw worth shipping passes everything here on every seed. A draw that
 # fails test_tiny_model.py (issue 2's targets) stops there with exit status 1, and the first

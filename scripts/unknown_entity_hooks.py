@@ -2,6 +2,7 @@
 against held-out separation, to see whether any validation picks the hook that transfers.
 
     python scripts/unknown_entity_hooks.py [--seed 0 | --saes RUN/saes] [--position last|entity]
+                                           [--model tiny|CKPT] [--latents N]
 
 For each residual-stream SAE of blocks 0–2 (the ones ``test_contrastive.py`` chooses from) and
 its top latents, ranked on training-split prompts as the test ranks them, it prints the
@@ -14,9 +15,13 @@ the residual's means (unknown minus known, training split) instead of latents: w
 own activations allow at that hook, with no dictionary, so that a low held-out AUROC there is the
 model's and not the SAE's; its "recon" and "error" rows do the same on the SAE's reconstruction
 and on what it leaves out. The latent rows rank by frequency difference (as the test) and then
-("mean") by mean-activation difference, for 4, 8, 16 and 32 latents. docs/circuits.md ("Across
-fixture seeds", "Dictionaries at the default learning rate", "Entity phrasings and strangers")
-quotes it.
+("mean") by mean-activation difference, for 4, 8, 16 and 32 latents. ``--latents N`` adds, per
+hook, the top N latents by frequency difference with the share of each prompt set each one fires
+on: a latent that covers only some unknown entities (one entity type, or the training
+phrasings) shows there. ``--model`` reads a checkpoint folder instead of the embedded model,
+with ``--saes`` from ``scripts/train_fixture.py``. docs/circuits.md ("Across fixture seeds",
+"Dictionaries at the default learning rate", "Entity phrasings and strangers", "Split unknown
+latents") quotes it.
 """
 
 from __future__ import annotations
@@ -60,14 +65,29 @@ def entity_prompt_sets() -> dict[str, list[dict]]:
             "known_test": entity_prompts(100, True, 1, "heldout"), "unknown_test": entity_prompts(100, False, 1, "heldout")}
 
 
+COVERAGE = {"unknown": "unknown (train)", "known": "known (train)", "made_up": "made-up",
+            "unknown_test": "unknown (held-out)", "known_test": "known (held-out)"}
+
+
+def print_coverage(hook: str, acts: dict[str, torch.Tensor], latents: torch.Tensor) -> None:
+    """For each latent, the share of each prompt set's prompts it fires on."""
+    print(f"{hook}: top {len(latents)} latents by frequency difference, share of prompts each fires on")
+    print("latent  " + "  ".join(f"{label:>18s}" for label in COVERAGE.values()))
+    for latent in latents.tolist():
+        shares = [float((acts[name][:, latent] > 0).float().mean()) for name in COVERAGE]
+        print(f"{latent:6d}  " + "  ".join(f"{x:18.2f}" for x in shares))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--saes", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=None, help="fixture seed whose cached SAEs to use (default 0)")
     parser.add_argument("--position", choices=("last", "entity"), default="last")
+    parser.add_argument("--model", default="tiny", help='"tiny" or a checkpoint folder (with --saes trained on it)')
+    parser.add_argument("--latents", type=int, default=0, help="list each hook's top N latents and what they fire on")
     args = parser.parse_args()
     root = args.saes or fixture_saes(args.seed)
-    model = load_model("tiny", device="cpu")
+    model = load_model(args.model, device="cpu")
     hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(3)]
     sets = entity_prompt_sets()
     with torch.no_grad():
@@ -94,6 +114,8 @@ def main() -> None:
                     top = ranked[:n]
                     separation = [auroc(score(acts[u], top), score(acts[k], top)) for u, k in pairs]
                     print(f"{hook:26s} {str(n) + label:>7s}  " + "  ".join(f"{x:9.3f}" for x in separation))
+            if args.latents:
+                print_coverage(hook, acts, by_frequency[:args.latents])
 
 
 if __name__ == "__main__":

@@ -31,8 +31,10 @@ NODE_HOOKS: list[str] = ["blocks.0.hook_resid_pre"] + [
 # trains another width, to compare recipes. 512 latents since 2026-11-30 (1,536 before): the
 # same FVU at 600k tokens, and 100-node SVA circuits reach 0.7 with all four seeds' SAEs
 # instead of one (docs/circuits.md, "Narrower dictionaries"). SAE_FIXTURE_LR_SCALE multiplies the
-# learning rate (3 gives today's default, sae.config.DEFAULT_LR).
-RECIPE = {"architecture": "topk", "d_sae": int(os.environ.get("SAE_FIXTURE_D_SAE", "512")), "k": 16,
+# learning rate (3 gives today's default, sae.config.DEFAULT_LR); SAE_FIXTURE_K sets the active
+# latents per token.
+RECIPE = {"architecture": "topk", "d_sae": int(os.environ.get("SAE_FIXTURE_D_SAE", "512")),
+          "k": int(os.environ.get("SAE_FIXTURE_K", "16")),
           "tokens": 600_000, "batch_size": 2048, "seed": int(os.environ.get("SAE_FIXTURE_SEED", "0"))}
 
 
