@@ -149,16 +149,19 @@ def contrast(model, sae: SparseCoder, rank_a: list[str], rank_b: list[str], eval
 
 
 def _builtin_sets() -> dict[str, Callable[[int, int], list[dict]]]:
-    from activations.corpus import entity_prompts, made_up_entity_prompts
+    from activations.corpus import entity_prompts, made_up_entity_prompts, never_asked_prompts
     return {"entities:known": lambda n, seed: entity_prompts(n, True, seed, "train"),
             "entities:unknown": lambda n, seed: entity_prompts(n, False, seed, "train"),
             "entities:known-heldout": lambda n, seed: entity_prompts(n, True, seed, "heldout"),
             "entities:never-asked": lambda n, seed: entity_prompts(n, False, seed, "heldout"),
+            "entities:never-asked-a": lambda n, seed: never_asked_prompts(n, seed, 0, "train"),
+            "entities:never-asked-b": lambda n, seed: never_asked_prompts(n, seed, 1, "heldout"),
             "entities:made-up": lambda n, seed: made_up_entity_prompts(n, seed)}
 
 
 BUILTIN_SETS = tuple(_builtin_sets())  # known and unknown (refused in training) entities in training phrasings;
-# known ones and never-asked ones in held-out phrasings; made-up names the corpus never uses
+# known ones and never-asked ones in held-out phrasings; one half of the never-asked entities in
+# training phrasings (-a) and the other half in held-out phrasings (-b); made-up names the corpus never uses
 
 
 def _prompt_of(item, where: str) -> str:

@@ -6,7 +6,8 @@ dialogues, a small fictional world of people, cities and creatures (statements, 
 fact-free mentions), repeated lists, vignettes, short stories, counting, dates, arithmetic
 and small Python snippets (``stream.MIXTURE`` gives the shares). Evaluation sets in the
 Marks et al. 2024 clean/patch form come from the same generators (``ioi_examples``,
-``sva_examples``), ``entity_prompts`` asks about known and unknown entities, and
+``sva_examples``), ``entity_prompts`` asks about known and unknown entities,
+``never_asked_prompts`` about either half of the never-asked ones, and
 ``made_up_entity_prompts`` about names the corpus never uses.
 
 Held-out rule
@@ -29,9 +30,9 @@ Held-out rule
 from activations.corpus.agreement import sva_examples
 from activations.corpus.ioi import ioi_examples
 from activations.corpus.stream import iter_documents, iter_tagged_documents
-from activations.corpus.world import entity_prompts, made_up_entity_prompts
+from activations.corpus.world import entity_prompts, made_up_entity_prompts, never_asked_prompts
 
 DATASET_NAME = "tinyworld"
 
 __all__ = ["DATASET_NAME", "entity_prompts", "ioi_examples", "iter_documents", "iter_tagged_documents",
-           "made_up_entity_prompts", "sva_examples"]
+           "made_up_entity_prompts", "never_asked_prompts", "sva_examples"]

@@ -269,6 +269,26 @@ def entity_prompts(n: int, known: bool, seed: int = 0, split: str = "heldout") -
     return out
 
 
+def never_asked_prompts(n: int, seed: int = 0, half: int = 0, split: str = "train") -> list[dict]:
+    """``n`` questions about ``unknown_heldout`` entities (mentioned in training, never asked
+    about), all from one of two disjoint halves of them (``half`` 0 or 1: every other entity of
+    each type, in the world's order), in ``split``'s phrasings. Unknown-entity latents ranked
+    on one half can be tested on the other: unknown entities in Ferrando et al.'s sense (the
+    model has no facts about them) that the ranking never saw, where ``unknown_train`` entities
+    are ones the model was taught to refuse by name. Answer: None."""
+    if half not in (0, 1):
+        raise ValueError(f"half must be 0 or 1, not {half!r}")
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
+    rng = random.Random(f"never-asked-prompts:{seed}:{half}:{split}")
+    out = []
+    for _ in range(n):
+        entity = rng.choice(entities(_pick_type(rng), UNKNOWN_HELDOUT)[half::2])
+        prompt, _ = _ask(rng, entity, split)
+        out.append({"prompt": prompt, "entity": entity.name, "answer": None})
+    return out
+
+
 def made_up_entity_prompts(n: int, seed: int = 0) -> list[dict]:
     """``n`` training-phrasing questions about names built like the world's (the same syllables
     for each type) that no entity and no person's name uses, so they never occur in the corpus:

@@ -212,6 +212,24 @@ def test_entity_prompts(split):
         assert p["prompt"][len("Q: "):-len(" A:")].replace(p["entity"], "{E}") in phrasings
 
 
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_never_asked_prompts_come_from_two_disjoint_halves(split):
+    halves = [corpus.never_asked_prompts(300, seed=2, half=half, split=split) for half in (0, 1)]
+    assert halves[0] == corpus.never_asked_prompts(300, seed=2, half=0, split=split)
+    entities = [{p["entity"] for p in half} for half in halves]
+    never_asked = {e.name for e in world.entities(group=world.UNKNOWN_HELDOUT)}
+    assert not entities[0] & entities[1] and entities[0] | entities[1] == never_asked
+    for etype in (world.PERSON, world.CITY, world.CREATURE):  # each half has each type's entities
+        names_of_type = {e.name for e in world.entities(etype, world.UNKNOWN_HELDOUT)}
+        assert entities[0] & names_of_type and entities[1] & names_of_type
+    phrasings = {q.text for qs in world.QUESTIONS[split].values() for q in qs}
+    for p in halves[0] + halves[1]:
+        assert p["answer"] is None and p["prompt"].startswith("Q: ") and p["prompt"].endswith(" A:")
+        assert p["prompt"][len("Q: "):-len(" A:")].replace(p["entity"], "{E}") in phrasings
+    with pytest.raises(ValueError, match="half must be 0 or 1"):
+        corpus.never_asked_prompts(3, half=2)
+
+
 def test_made_up_entities_never_occur_in_the_corpus(train_docs):
     prompts = corpus.made_up_entity_prompts(300, seed=5)
     assert prompts == corpus.made_up_entity_prompts(300, seed=5) != corpus.made_up_entity_prompts(300, seed=6)

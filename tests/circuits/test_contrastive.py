@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from activations.corpus import entity_prompts, made_up_entity_prompts
+from activations.corpus import entity_prompts, made_up_entity_prompts, never_asked_prompts
 from activations.errors import ToolkitError
 from activations.corpus.world import DONT_KNOW
 from circuits.contrastive import (answer_rate, auroc, by_length, latent_activations, latent_steering,
@@ -52,23 +52,26 @@ def test_latent_activations_group_prompts_by_length_without_reordering(model):
     assert torch.allclose(together, one_by_one, atol=1e-5)
 
 
-def _entity_sets(n: int, seed: int, split: str) -> tuple[list[str], list[str]]:
-    return ([p["prompt"] for p in entity_prompts(n, True, seed, split)],
-            [p["prompt"] for p in entity_prompts(n, False, seed, split)])
+def _prompts(items: list[dict]) -> list[str]:
+    return [item["prompt"] for item in items]
 
 
 def _pick_hook(model, tiny_saes) -> tuple[str, torch.Tensor, float]:
-    """The residual-stream SAE and the number of top latents (4 or 8; ranked on training-split
-    prompts) that best separate known entities from made-up ones the corpus never uses; as
-    Ferrando et al. pick a layer. Held-out prompts play no part in the choice. (Validating on
-    training-split unknowns instead, the very 27 entities the ranking used, saturates at
-    0.998-1.000 and picked hooks that transfer worst on two of three fixture seeds:
-    docs/circuits.md, "Across fixture seeds".) The last block's output is left out: steering
-    there has no later layer to act through."""
+    """The residual-stream SAE and the number of top latents (4 or 8) that best separate
+    known entities from made-up ones the corpus never uses, as Ferrando et al. pick a layer;
+    the latents are ranked on questions in training phrasings about known entities and about
+    one half of the never-asked entities. Neither the other half nor a held-out phrasing plays
+    a part. Until 2026-12-01 the ranking read the entities the model was taught to refuse
+    (``entity_prompts(split="train")``): their top latents include ones for those very names,
+    which fire on few never-asked entities and outrank the general ones with some dictionaries
+    (docs/circuits.md, "Split unknown latents"). Validating on training-split unknowns
+    saturates at 0.998-1.000 ("Across fixture seeds"). The last block's output is left out:
+    steering there has no later layer to act through."""
     from sae.io import load_log_density, load_sae
-    known, unknown = _entity_sets(200, 0, "train")
-    known_val = [p["prompt"] for p in entity_prompts(100, True, 5, "train")]
-    made_up = [p["prompt"] for p in made_up_entity_prompts(100, 5)]
+    known = _prompts(entity_prompts(200, True, 0, "train"))
+    unknown = _prompts(never_asked_prompts(200, 0, half=0, split="train"))
+    known_val = _prompts(entity_prompts(100, True, 5, "train"))
+    made_up = _prompts(made_up_entity_prompts(100, 5))
     best = None
     resid = sorted((h for h in tiny_saes if h.endswith("hook_resid_post")), key=lambda h: int(h.split(".")[1]))
     for hook in resid[:-1]:
@@ -92,11 +95,12 @@ def unknown_latents(model, tiny_saes):
 
 @pytest.mark.slow
 def test_unknown_entity_latents_separate_heldout_prompts(model, unknown_latents):
-    """Ferrando et al. on the tiny model: latents ranked on training-split prompts (unknown
-    entities the model was taught to refuse) separate held-out known from never-asked
-    unknown entities."""
+    """Ferrando et al. on the tiny model: latents ranked on one half of the never-asked
+    entities, in training phrasings, separate known entities from the other half, both in
+    held-out phrasings."""
     hook, top, validation, sae = unknown_latents
-    known_test, unknown_test = _entity_sets(100, 1, "heldout")
+    known_test = _prompts(entity_prompts(100, True, 1, "heldout"))
+    unknown_test = _prompts(never_asked_prompts(100, 1, half=1, split="heldout"))
     acts_known, acts_unknown = latent_activations(model, sae, known_test), latent_activations(model, sae, unknown_test)
     separation = auroc(score(acts_unknown, top), score(acts_known, top))
     print(f"{hook}: latents {top.tolist()}, validation AUROC {validation:.3f}, held-out AUROC {separation:.3f}")
