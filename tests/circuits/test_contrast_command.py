@@ -4,6 +4,7 @@ on a dictionary with a planted latent, and the command on the tests' fixture SAE
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -28,6 +29,11 @@ def test_prompt_sets_come_from_txt_jsonl_json_and_built_ins(tmp_path):
     assert len(known) == 5 and all(p.startswith("Q:") for p in known)
     assert known == prompt_set("entities:known", 5, seed=3) != prompt_set("entities:known", 5, seed=4)
     assert set(prompt_set("entities:made-up", 20)).isdisjoint(prompt_set("entities:unknown", 200))
+    from activations.corpus.world import UNKNOWN_HELDOUT, entities
+    never_asked = [e.name for e in entities(group=UNKNOWN_HELDOUT)]
+    halves = [{name for name in never_asked for p in prompt_set(f"entities:never-asked-{half}", 100)
+               if re.search(rf"\b{name}\b", p)} for half in "ab"]
+    assert halves[0] and halves[1] and not halves[0] & halves[1]
 
 
 @pytest.mark.parametrize("name, content, message", [
