@@ -21,8 +21,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "circuits")]
 
 import conftest  # noqa: E402
 from activations.errors import ToolkitError  # noqa: E402
-from sae.config import SAEConfig, TrainConfig  # noqa: E402
-from sae.trainer import train  # noqa: E402
 
 
 def main() -> None:
@@ -31,16 +29,12 @@ def main() -> None:
     ckpt, out = sys.argv[1], Path(sys.argv[2])
     if out.exists():
         sys.exit(f"error: {out} exists; pick a new folder for the fixture's SAEs")
-    r = conftest.RECIPE
     started = time.time()
     try:
-        train(TrainConfig(sae=SAEConfig(architecture=r["architecture"], d_sae=r["d_sae"], k=r["k"], lr=r["lr"]),
-                          coders=[{"hook": hook} for hook in conftest.NODE_HOOKS], model=ckpt, out=str(out),
-                          tokens=r["tokens"], batch_size=r["batch_size"], seed=r["seed"], device="cpu",
-                          checkpoint_every=0, log_every=50, eval_contexts=0, eval_tokens=16_384))
+        conftest._train(out, ckpt)
     except ToolkitError as error:
         sys.exit(f"error: {error}")
-    print(f"{out / 'saes'}: {r} in {time.time() - started:.0f} s")
+    print(f"{out / 'saes'}: {conftest.RECIPE} in {time.time() - started:.0f} s")
 
 
 if __name__ == "__main__":

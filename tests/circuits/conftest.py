@@ -60,13 +60,14 @@ def _cache_key() -> str:
     return digest.hexdigest()[:16]
 
 
-def _train(run_dir: Path) -> None:
+def _train(run_dir: Path, model: str = "tiny") -> None:
+    """The recipe's SAEs for every node hook of ``model`` ("tiny" or a checkpoint folder)."""
     from sae.config import SAEConfig, TrainConfig
     from sae.trainer import train
 
     r = RECIPE
     cfg = TrainConfig(sae=SAEConfig(architecture=r["architecture"], d_sae=r["d_sae"], k=r["k"], lr=r["lr"]),
-                      coders=[{"hook": hook} for hook in NODE_HOOKS], model="tiny", out=str(run_dir),
+                      coders=[{"hook": hook} for hook in NODE_HOOKS], model=model, out=str(run_dir),
                       tokens=r["tokens"], batch_size=r["batch_size"], seed=r["seed"], device="cpu",
                       checkpoint_every=0, log_every=50, eval_contexts=0, eval_tokens=16_384)
     train(cfg)
