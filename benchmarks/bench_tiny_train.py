@@ -11,8 +11,12 @@ of each.
     python benchmarks/bench_tiny_train.py --repeats 40
 
 The training script's defaults follow from this: eager attention always, ``--compile`` for the
-long runs (it costs about 20 s to compile). The last variant is ``--compile --deterministic``
-(``torch.use_deterministic_algorithms``: bit-identical reruns), to show what that costs.
+long runs (it costs about 20 s to compile). The variant ``+ deterministic`` is ``--compile
+--deterministic`` (``torch.use_deterministic_algorithms``: bit-identical reruns), to show what
+that costs, and ``+ fp32`` the same without bf16 autocast (``--no-bf16``). On a CPU without
+native bf16 (``activations.tiny.train.native_bf16``: no AVX-512 or AMX) every variant runs in
+fp32, as the training script then does, and ``--force-bf16`` adds ``+ bf16`` (bf16 autocast
+anyway, on ATen's scalar GEMM: about 19 s a step on an AVX2-only EPYC; use ``--repeats 3``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import time
 
 import torch
 
-from activations.tiny.train import TrainConfig, _optimizer, build_model, train_step
+from dataclasses import replace
+
+from activations.tiny.train import TrainConfig, _optimizer, build_model, native_bf16, train_step
 
 
 def variant(attention: str, compiled: bool, cfg: TrainConfig, deterministic: bool = False) -> dict:
@@ -31,13 +37,13 @@ def variant(attention: str, compiled: bool, cfg: TrainConfig, deterministic: boo
     model.set_attn_implementation(attention)
     model.train()
     return {"model": model, "forward": torch.compile(model) if compiled else model,
-            "opt": _optimizer(model, cfg), "times": [], "deterministic": deterministic}
+            "opt": _optimizer(model, cfg), "times": [], "deterministic": deterministic, "cfg": cfg}
 
 
-def step(v: dict, batch: torch.Tensor, cfg: TrainConfig) -> float:
+def step(v: dict, batch: torch.Tensor) -> float:
     torch.use_deterministic_algorithms(v["deterministic"])  # compiled under, and run with, its own mode
     start = time.perf_counter()
-    train_step(v["model"], v["forward"], v["opt"], batch, cfg)
+    train_step(v["model"], v["forward"], v["opt"], batch, v["cfg"])
     return time.perf_counter() - start
 
 
@@ -46,23 +52,30 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--force-bf16", action="store_true",
+                        help="on a CPU without native bf16, time a bf16-autocast variant anyway (slow)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig(out="unused")
+    bf16 = native_bf16()
+    cfg = TrainConfig(out="unused", bf16=bf16)
     gen = torch.Generator().manual_seed(0)
     batches = [torch.randint(1, cfg.vocab_size, (cfg.batch_size, cfg.context), generator=gen) for _ in range(4)]
     variants = {"sdpa": variant("sdpa", False, cfg), "eager": variant("eager", False, cfg),
                 "eager + compile": variant("eager", True, cfg),
                 "+ deterministic": variant("eager", True, cfg, deterministic=True)}
+    if bf16:
+        variants["+ fp32"] = variant("eager", True, replace(cfg, bf16=False), deterministic=True)
+    elif args.force_bf16:
+        variants["+ bf16"] = variant("eager", True, replace(cfg, bf16=True), deterministic=True)
     for i in range(args.warmup + args.repeats):
         for v in variants.values():
-            t = step(v, batches[i % len(batches)], cfg)
+            t = step(v, batches[i % len(batches)])
             if i >= args.warmup:
                 v["times"].append(t)
     base = statistics.median(variants["sdpa"]["times"])
     tokens = cfg.batch_size * cfg.context
     print(f"tiny model training step, batch {cfg.batch_size} x {cfg.context} tokens, {args.threads} threads, "
-          f"median of {args.repeats}")
+          f"median of {args.repeats}, {'bf16 autocast' if bf16 else 'fp32 (this CPU has no native bf16)'}")
     print(f"{'variant':<16} {'step s':>7} {'tokens/s':>9} {'speed-up vs sdpa':>17}")
     for name, v in variants.items():
         median = statistics.median(v["times"])

@@ -25,7 +25,7 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from itertools import islice
 from pathlib import Path
 
@@ -66,7 +66,8 @@ class TrainConfig:
     tie_embeddings: bool = True
     decay_embeddings: bool = True  # apply weight decay to the token/position embeddings
     grad_clip: float = 1.0
-    bf16: bool = True  # bf16 autocast for matmuls; weights and the saved checkpoint stay fp32
+    bf16: bool = True  # bf16 autocast for matmuls where the CPU has native bf16 (native_bf16); weights
+    # and the saved checkpoint stay fp32
     threads: int = 2
     eval_examples: int = 500
     eval_contexts: int = 64
@@ -259,10 +260,44 @@ def evaluate(model, tokenizer, n_examples: int = 500, n_contexts: int = 64, seed
 
 # ---------------------------------------------------------------------------- training
 
+def native_bf16() -> bool:
+    """Whether oneDNN multiplies bf16 matrices natively on this CPU (AVX-512 or AMX). Without it,
+    as on AVX2-only CPUs such as the AMD EPYCs some of this project's machines have, a matmul
+    under bf16 autocast falls back to ATen's scalar GEMM: a training step of the tiny model took
+    about 30 s there (2026-12-01), against 0.4 s on a CPU with AVX-512."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def with_supported_precision(cfg: TrainConfig) -> TrainConfig:
+    """``cfg``, in fp32 when it asks for bf16 autocast on a CPU without native bf16 (with a
+    warning: the weights differ from a bf16 run's, and the step time from the documented one)."""
+    if not cfg.bf16 or native_bf16():
+        return cfg
+    print("warning: this CPU has no native bf16 matrix multiply (oneDNN needs AVX-512 or AMX), where bf16 "
+          "autocast runs tens of times slower than fp32: training in fp32. The weights will differ from a bf16 "
+          "run's; pass --no-bf16 to choose fp32 yourself.", file=sys.stderr, flush=True)
+    return replace(cfg, bf16=False)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def train(cfg: TrainConfig, command: str = "") -> dict:
     """Train tokenizer and model, save both into ``cfg.out``, return the summary."""
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
+    cfg = with_supported_precision(cfg)
     start = time.time()
     torch.set_num_threads(cfg.threads)
     phases = phases_of(cfg)
@@ -293,8 +328,8 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
         "phases": [asdict(p) for p in phases], "n_params": model.num_parameters(),
         "tokens_seen": sum(p.steps for p in phases) * cfg.batch_size * cfg.context,
         "loss_history": history, **metrics,
-        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-                   f"{cfg.threads} threads",
+        "machine": f"{cpu_name()}, torch {torch.__version__}, {cfg.threads} threads, "
+                   f"{'bf16 autocast' if cfg.bf16 else 'fp32'}",
     }
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: summary[k] for k in ("heldout_loss", "ioi_accuracy", "sva_accuracy", "entities",
