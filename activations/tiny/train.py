@@ -35,6 +35,7 @@ from activations.corpus import curriculum, entity_prompts, ioi_examples, iter_do
 from activations.corpus.agreement import KINDS
 from activations.corpus.world import DONT_KNOW
 from activations.data import TokenData
+from activations.models import native_on_cpu
 
 EOT = "<|endoftext|>"
 
@@ -265,10 +266,7 @@ def native_bf16() -> bool:
     as on AVX2-only CPUs such as the AMD EPYCs some of this project's machines have, a matmul
     under bf16 autocast falls back to ATen's scalar GEMM: a training step of the tiny model took
     about 30 s there (2026-12-01), against 0.4 s on a CPU with AVX-512."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    return native_on_cpu(torch.bfloat16)
 
 
 def with_supported_precision(cfg: TrainConfig) -> TrainConfig:

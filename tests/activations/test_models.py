@@ -6,7 +6,8 @@ import torch
 
 from activations.errors import ToolkitError
 from activations.hooks import valid_hook_names
-from activations.models import load_model
+from activations import models
+from activations.models import load_model, native_on_cpu
 
 
 def test_capture_equals_transformerlens_for_every_hook(toy_gpt2_dir):
@@ -60,6 +61,25 @@ def test_unknown_hook_lists_valid_ones(toy_gpt2_dir):
     model = load_model(toy_gpt2_dir, device="cpu")
     with pytest.raises(ToolkitError, match=r"unknown hook name 'blocks.7.hook_resid_post'.*hook_resid_post"):
         model.capture(torch.zeros(1, 4, dtype=torch.long), ["blocks.7.hook_resid_post"])
+
+
+def test_float32_is_native_everywhere_and_half_precision_is_asked_of_onednn(monkeypatch):
+    assert native_on_cpu(torch.float32)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_fp16_supported", lambda: True)
+    assert not native_on_cpu(torch.bfloat16) and native_on_cpu(torch.float16)
+
+
+@pytest.mark.parametrize("dtype,native,warned", [("bfloat16", False, True), ("bfloat16", True, False),
+                                                 ("float32", False, False)])
+def test_half_precision_on_a_cpu_without_it_warns_in_one_line(monkeypatch, capsys, dtype, native, warned):
+    """A half-precision forward pass on a CPU's scalar GEMM runs ~25x slower than float32: say so."""
+    monkeypatch.setattr(models, "native_on_cpu", lambda d: native or d == torch.float32)
+    model = load_model("tiny", device="cpu", dtype=dtype)
+    assert model.hf_model.dtype == models.resolve_dtype(dtype)
+    err = capsys.readouterr().err
+    assert ("no native torch.bfloat16 matrix multiply" in err) == warned
+    assert err.count("\n") == int(warned)
 
 
 def test_gpt2_offline_without_cache_fails_with_one_sentence(tmp_path):
