@@ -24,10 +24,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import replace
 
 import torch
-
-from dataclasses import replace
 
 from activations.tiny.train import TrainConfig, _optimizer, build_model, native_bf16, train_step
 

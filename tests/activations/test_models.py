@@ -4,9 +4,9 @@ import sys
 import pytest
 import torch
 
+from activations import models
 from activations.errors import ToolkitError
 from activations.hooks import valid_hook_names
-from activations import models
 from activations.models import load_model, native_on_cpu
 
 
