@@ -76,7 +76,8 @@ def native_on_cpu(dtype: torch.dtype) -> bool:
     """Whether this CPU multiplies ``dtype`` matrices natively. float32 always; bfloat16 and
     float16 through oneDNN, which needs AVX-512 or AMX (float16: AVX512-FP16 or AMX-FP16).
     Without it, as on AVX2-only CPUs, ATen falls back to a scalar GEMM: a 512 x 768 by 768 x 768
-    product took 0.51 s in either half precision against 0.020 s in float32 on an AMD EPYC."""
+    product took 0.51 s in either half precision against 0.0085 s in float32 on an AMD EPYC
+    (``benchmarks/bench_cpu_precision.py``)."""
     check = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}.get(dtype)
     if check is None:
         return True
@@ -90,7 +91,7 @@ def warn_if_slow_on_cpu(dtype: torch.dtype, device: torch.device) -> None:
     """One line on stderr when a half-precision forward pass would run on a CPU's scalar GEMM."""
     if device.type == "cpu" and not native_on_cpu(dtype):
         print(f"warning: this CPU has no native {dtype} matrix multiply (oneDNN needs AVX-512 or AMX), so a "
-              f"{dtype} forward pass runs about 25x slower than float32; half precision is for GPUs "
+              f"{dtype} forward pass runs tens of times slower than float32; half precision is for GPUs "
               "(pass float32, the default)", file=sys.stderr, flush=True)
 
 

@@ -225,12 +225,25 @@ def positions_from(model, prompt: str, text: str) -> list[int]:
     return list(range(len(before), len(full)))
 
 
+def continuations(model, prompts: list[str], edits: Sequence | Callable[[str], Sequence] = (),
+                  max_new_tokens: int = 6) -> list[str]:
+    """Greedy continuations of ``prompts`` under ``edits`` (the same for every prompt, or a
+    function of the prompt)."""
+    out = []
+    for prompt in prompts:
+        with intervene(model, list(edits(prompt) if callable(edits) else edits)):
+            out.append(generate(model, prompt, max_new_tokens))
+    return out
+
+
+def refuses(continuation: str, refusal: str) -> bool:
+    """Whether ``continuation`` starts like ``refusal`` (its first 8 characters)."""
+    return continuation.strip().startswith(refusal.strip()[:8])
+
+
 def answer_rate(model, prompts: list[str], refusal: str, edits: Sequence | Callable[[str], Sequence] = (),
                 max_new_tokens: int = 6) -> float:
     """Fraction of greedy continuations that do not start with ``refusal``, under ``edits``
     (the same for every prompt, or a function of the prompt)."""
-    answered = 0
-    for prompt in prompts:
-        with intervene(model, list(edits(prompt) if callable(edits) else edits)):
-            answered += not generate(model, prompt, max_new_tokens).strip().startswith(refusal.strip()[:8])
-    return answered / len(prompts)
+    texts = continuations(model, prompts, edits, max_new_tokens)
+    return sum(not refuses(text, refusal) for text in texts) / len(prompts)

@@ -31,9 +31,9 @@ sys.path[:0] = [str(ROOT)]
 from activations.corpus import entity_prompts, made_up_entity_prompts, never_asked_prompts  # noqa: E402
 from activations.corpus.world import DONT_KNOW  # noqa: E402
 from activations.models import load_model  # noqa: E402
-from circuits.contrastive import (auroc, latent_activations, latent_steering, positions_from,  # noqa: E402
-                                  rank_latents, score)
-from circuits.interventions import Steering, generate, intervene  # noqa: E402
+from circuits.contrastive import (auroc, continuations, latent_activations, latent_steering,  # noqa: E402
+                                  positions_from, rank_latents, refuses, score)
+from circuits.interventions import Steering  # noqa: E402
 from sae.io import load_log_density, load_sae  # noqa: E402
 
 FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -41,17 +41,14 @@ FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 def outcomes(model, items, edits) -> tuple[float, float, float]:
     """Shares of continuations that refuse, answer right, or do neither, under ``edits(prompt)``."""
-    refused = right = 0
-    for item in items:
-        with intervene(model, list(edits(item["prompt"]))):
-            text = generate(model, item["prompt"], 6).strip()
-        refused += text.startswith(DONT_KNOW.strip()[:8])
-        right += not text.startswith(DONT_KNOW.strip()[:8]) and item["answer"] in text
+    texts = continuations(model, prompts_of(items), edits)
+    refused = [refuses(text, DONT_KNOW) for text in texts]
+    right = sum(not r and item["answer"] in text for r, item, text in zip(refused, items, texts))
     n = len(items)
-    return refused / n, right / n, (n - refused - right) / n
+    return sum(refused) / n, right / n, (n - sum(refused) - right) / n
 
 
-def texts(items):
+def prompts_of(items):
     return [item["prompt"] for item in items]
 
 
@@ -64,8 +61,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     model = load_model(args.model, device="cpu")
-    known, unknown = texts(entity_prompts(200, True, 0, "train")), texts(never_asked_prompts(200, 0, 0, "train"))
-    known_val, made_up = texts(entity_prompts(100, True, 5, "train")), texts(made_up_entity_prompts(100, 5))
+    known, unknown = prompts_of(entity_prompts(200, True, 0, "train")), prompts_of(never_asked_prompts(200, 0, 0, "train"))
+    known_val, made_up = prompts_of(entity_prompts(100, True, 5, "train")), prompts_of(made_up_entity_prompts(100, 5))
     test = entity_prompts(100, True, 1, "heldout")[:40]
     where = {p["prompt"]: positions_from(model, p["prompt"], p["entity"]) for p in test}
     print("clean: refused %.3f, right %.3f, neither %.3f" % outcomes(model, test, lambda p: []))
@@ -73,13 +70,14 @@ def main() -> None:
         hook = f"blocks.{layer}.hook_resid_post"
         folder = next(args.saes.glob(hook + "-*"))
         sae = load_sae(folder)
-        ranked = rank_latents(latent_activations(model, sae, unknown), latent_activations(model, sae, known),
+        acts_unknown = latent_activations(model, sae, unknown)
+        ranked = rank_latents(acts_unknown, latent_activations(model, sae, known),
                               10 ** load_log_density(folder), max_density=0.1)
         top = ranked[:args.latents].tolist()
         acts_made_up, acts_known = latent_activations(model, sae, made_up), latent_activations(model, sae, known_val)
         norm = float(model.capture(model.to_tokens([test[0]["prompt"]]), [hook])[hook][0, -1].norm())
         val = {n: auroc(score(acts_made_up, ranked[:n]), score(acts_known, ranked[:n])) for n in (4, 8)}
-        mean_on_unknown = latent_activations(model, sae, unknown)[:, top].mean(0) / norm
+        mean_on_unknown = acts_unknown[:, top].mean(0) / norm
         print(f"\n{hook}: top latents {top}; validation AUROC n4 {val[4]:.3f}, n8 {val[8]:.3f}; "
               f"residual norm {norm:.1f}")
         print("  mean activation on never-asked prompts / norm: "

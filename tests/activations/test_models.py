@@ -73,7 +73,7 @@ def test_float32_is_native_everywhere_and_half_precision_is_asked_of_onednn(monk
 @pytest.mark.parametrize("dtype,native,warned", [("bfloat16", False, True), ("bfloat16", True, False),
                                                  ("float32", False, False)])
 def test_half_precision_on_a_cpu_without_it_warns_in_one_line(monkeypatch, capsys, dtype, native, warned):
-    """A half-precision forward pass on a CPU's scalar GEMM runs ~25x slower than float32: say so."""
+    """A half-precision forward pass on a CPU's scalar GEMM runs ~60x slower than float32: say so."""
     monkeypatch.setattr(models, "native_on_cpu", lambda d: native or d == torch.float32)
     model = load_model("tiny", device="cpu", dtype=dtype)
     assert model.hf_model.dtype == models.resolve_dtype(dtype)
