@@ -14,6 +14,8 @@ from circuits.contrastive import (answer_rate, auroc, by_length, latent_activati
 from circuits.interventions import Steering
 
 HOOK = "blocks.2.hook_resid_post"
+STEERING_SIZES = (2, 4, 8)  # top latents steered together
+STEERING_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)  # steering scales, in units of the residual's norm
 
 
 def test_rank_latents_orders_by_frequency_difference_and_drops_dense_ones():
@@ -56,8 +58,8 @@ def _prompts(items: list[dict]) -> list[str]:
     return [item["prompt"] for item in items]
 
 
-def _pick_hook(model, tiny_saes) -> tuple[str, torch.Tensor, float]:
-    """The residual-stream SAE and the number of top latents (4 or 8) that best separate
+def _pick_hook(model, tiny_saes) -> tuple[str, torch.Tensor, int, float]:
+    """The residual-stream SAE, its top 8 latents, and the number of them (4 or 8) that best separate
     known entities from made-up ones the corpus never uses, as Ferrando et al. pick a layer;
     the latents are ranked on questions in training phrasings about known entities and about
     one half of the never-asked entities. Neither the other half nor a held-out phrasing plays
@@ -81,16 +83,16 @@ def _pick_hook(model, tiny_saes) -> tuple[str, torch.Tensor, float]:
         acts_made_up, acts_known = latent_activations(model, sae, made_up), latent_activations(model, sae, known_val)
         for n in (4, 8):
             val = auroc(score(acts_made_up, ranked[:n]), score(acts_known, ranked[:n]))
-            if best is None or val > best[2]:
-                best = (hook, ranked[:n], val)
+            if best is None or val > best[3]:
+                best = (hook, ranked[:8], n, val)
     return best
 
 
 @pytest.fixture(scope="module")
 def unknown_latents(model, tiny_saes):
     from sae.io import load_sae
-    hook, top, validation = _pick_hook(model, tiny_saes)
-    return hook, top, validation, load_sae(tiny_saes[hook])
+    hook, ranked, n, validation = _pick_hook(model, tiny_saes)
+    return hook, ranked, n, validation, load_sae(tiny_saes[hook])
 
 
 @pytest.mark.slow
@@ -98,7 +100,8 @@ def test_unknown_entity_latents_separate_heldout_prompts(model, unknown_latents)
     """Ferrando et al. on the tiny model: latents ranked on one half of the never-asked
     entities, in training phrasings, separate known entities from the other half, both in
     held-out phrasings."""
-    hook, top, validation, sae = unknown_latents
+    hook, ranked, n, validation, sae = unknown_latents
+    top = ranked[:n]
     known_test = _prompts(entity_prompts(100, True, 1, "heldout"))
     unknown_test = _prompts(never_asked_prompts(100, 1, half=1, split="heldout"))
     acts_known, acts_unknown = latent_activations(model, sae, known_test), latent_activations(model, sae, unknown_test)
@@ -111,27 +114,33 @@ def test_unknown_entity_latents_separate_heldout_prompts(model, unknown_latents)
 def test_unknown_entity_latents_steer_answers(model, unknown_latents):
     """Adding the unknown-entity latents where the model reads the entity (from its name to
     the end of the question) makes the model refuse known entities, where random directions
-    of the same norm at the same positions do not."""
-    hook, top, _, sae = unknown_latents
+    of the same number and norm at the same positions do not. How many of the top latents (2,
+    4 or 8) and how far are picked together on calibration prompts the assertion does not use:
+    which sums of top latents steer depends on which latents they hold, not on how well they
+    separate (the shipped model's seed-0 dictionary at ``blocks.1``: its top 4 make at most 10%
+    of the prompts refuse, its top 2 and top 8 93% and 100%; docs/circuits.md, "Steering,
+    latent by latent")."""
+    hook, ranked, _, _, sae = unknown_latents
     known_test = entity_prompts(100, True, 1, "heldout")
     prompts, calibration = known_test[:40], known_test[40:60]
     where = {p["prompt"]: positions_from(model, p["prompt"], p["entity"]) for p in known_test[:60]}
     norm = float(model.capture(model.to_tokens([prompts[0]["prompt"]]), [hook])[hook][0, -1].norm())
 
-    def latents_at(scale):
-        return lambda prompt: latent_steering(sae, top.tolist(), scale, where[prompt])
+    def latents_at(n, scale):
+        return lambda prompt: latent_steering(sae, ranked[:n].tolist(), scale, where[prompt])
 
     def rate(items, edits=()):
         return answer_rate(model, [p["prompt"] for p in items], DONT_KNOW, edits)
 
-    scale = min((norm * f for f in (0.25, 0.5, 1.0, 2.0, 4.0)),  # picked on prompts the assertion does not use
-                key=lambda s: rate(calibration, latents_at(s)))
-    clean, steered = rate(prompts), rate(prompts, latents_at(scale))
+    n, scale = min(((n, norm * f) for n in STEERING_SIZES for f in STEERING_FACTORS),
+                   key=lambda pick: rate(calibration, latents_at(*pick)))
+    clean, steered = rate(prompts), rate(prompts, latents_at(n, scale))
     gen = torch.Generator().manual_seed(0)
-    directions = [torch.randn(sae.d_in, generator=gen) for _ in top]
+    directions = [torch.randn(sae.d_in, generator=gen) for _ in range(n)]
     control = rate(prompts, lambda prompt: [Steering(hook, d, scale, where[prompt]) for d in directions])
-    print(f"answer rate: clean {clean:.3f}, steered {steered:.3f}, random directions {control:.3f} (scale {scale:.2f})")
-    assert clean - steered >= 0.5 and clean - steered > clean - control + 0.5, (clean, steered, control, scale)
+    print(f"{hook}, top {n} latents: answer rate: clean {clean:.3f}, steered {steered:.3f}, "
+          f"random directions {control:.3f} (scale {scale:.2f})")
+    assert clean - steered >= 0.5 and clean - steered > clean - control + 0.5, (hook, n, clean, steered, control, scale)
 
 
 def test_positions_from_covers_the_entity_to_the_end(model):
