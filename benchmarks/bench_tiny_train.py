@@ -19,8 +19,8 @@ long runs (it costs about 20 s to compile). The variant ``+ deterministic`` is `
 that costs, and ``+ fp32`` the same without bf16 autocast (``--no-bf16``). ``- NaN fill`` is
 ``+ deterministic`` without deterministic mode's NaN fill of new tensors
 (``torch.utils.deterministic.fill_uninitialized_memory = False``), measured and not adopted
-(docs/tiny_model.md, "Training speed"); the script checks that it ends with the same weights. On a CPU without
-native bf16 (``activations.tiny.train.native_bf16``: no AVX-512 or AMX) every variant runs in
+(docs/tiny_model.md, "Training speed"); the script checks that it ends with the same weights.
+On a CPU without native bf16 (``activations.tiny.train.native_bf16``: no AVX-512 or AMX) every variant runs in
 fp32, as the training script then does, and ``--force-bf16`` adds ``+ bf16`` (bf16 autocast
 anyway, on ATen's scalar GEMM: about 19 s a step on an AVX2-only EPYC; use ``--repeats 3``).
 """
