@@ -13,7 +13,8 @@ level 10, level 8 with a quarter of the training IOI sentences given a third nam
 (they end in " them"), so that the next token depends on whether the subject is a repeat;
 level 11, surnames besides (the subject named again by surname alone); level 12, level 11 with
 14 more training question phrasings and half the training refusals and mentions about fresh
-names, each rarely seen, from hundreds.
+names, each rarely seen, from hundreds; level 13, level 8 with 80% of the training IOI
+sentences in level 11's surname form and no fresh subjects (for fine-tuning the shipped model).
 Held-out text never depends on the level.
 """
 
@@ -63,6 +64,9 @@ class Level:
 # has to come from the absence of facts; and its Q/A also in ``world.MORE_QUESTIONS``' 14
 # phrasings, so that held-out phrasings no longer read as strange: an experiment on issue 4's
 # never-asked entities (docs/circuits.md, "Entity phrasings and strangers (level 12)").
+# Level 13: level 8 with full names in 80% of the training IOI sentences, the subject named
+# again by surname alone, and no fresh subjects: a dense surname signal for fine-tuning the
+# shipped model, which 800 steps at level 11 do not teach the surname rule (an experiment).
 LEVELS: dict[int, Level] = {
     1: Level(0, 0, 0.0, 0.0),
     2: Level(12, 22, 0.5, 0.0),
@@ -76,6 +80,7 @@ LEVELS: dict[int, Level] = {
     10: Level(49, 116, 0.7, 0.5, 0.5, 0.1, False, 0.25),
     11: Level(49, 116, 0.7, 0.5, 0.5, 0.1, False, 0.2, 0.3),
     12: Level(49, 116, 0.7, 0.5, 0.5, 0.1, False, 0.2, 0.3, 0.5, True),
+    13: Level(49, 116, 0.7, 0.5, 0.5, 0.1, False, 0.0, 0.8),
 }
 DEFAULT = 4
 _current = [DEFAULT]

@@ -547,3 +547,21 @@ def test_curriculum_level_12_asks_in_more_phrasings_but_never_held_out_ones():
     assert prompts12 == prompts11
     assert uses(level12, more) and not uses(level11, more)
     assert not uses(asked(12, "heldout")[0], more) and not uses(level12, heldout)
+
+
+def test_curriculum_level_13_names_most_subjects_by_surname_and_none_fresh():
+    """Level 13, for fine-tuning the level-8 model on the surname rule: about 80% of training
+    IOI sentences name the subject by surname, none has a fresh subject, held-out text has neither."""
+    full_names = re.compile(r"\b[A-Z][a-z]+ [A-Z][a-z]+ and [A-Z][a-z]+ [A-Z][a-z]+ ")
+    rng = random.Random(13)
+
+    def docs(level: int, split: str = "train") -> list[str]:
+        with curriculum.use_level(level):
+            return [ioi.ioi_document(rng, split) for _ in range(1500)]
+
+    level13 = docs(13)
+    with_surnames = sum(bool(full_names.search(d)) for d in level13) / len(level13)
+    assert 0.85 < with_surnames < 0.97, with_surnames  # 1 - 0.2^k over k = 1, 2, 3 sentences: 0.92
+    assert not any(" to them" in d for d in level13)
+    assert any(" to them" in d for d in docs(11))  # the fresh subjects this level leaves out
+    assert not any(full_names.search(d) or " to them" in d for d in docs(13, "heldout"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -217,3 +218,25 @@ def test_training_script_runs_phases_through_curriculum_levels(tmp_path, capsys)
     log = capsys.readouterr().out
     assert "step     8  loss" in log and "level 1" in log.split("step    12")[0]
     assert "level 4" in log.split("step    12")[1].split("\n")[0]
+
+
+def test_ioi_surname_script_pairs_each_prompt_with_the_right_names():
+    """scripts/ioi_surname.py compares the indirect object's first name with the subject's: the
+    subject is the person whose surname is said again just before the answer."""
+    import importlib.util
+    path = Path(__file__).resolve().parents[2] / "scripts" / "ioi_surname.py"
+    spec = importlib.util.spec_from_file_location("ioi_surname", path)
+    script = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(script)
+    finally:
+        sys.path.remove(str(path.parent))
+    for split in ("train", "heldout"):
+        examples = script.surname_examples(split, n=100)
+        for prefix, io, s in examples:
+            people = [w for w in re.findall(r"[A-Z][a-z]+", prefix) if w in names.ALL_NAMES]
+            assert len(people) == 5 and io != s, prefix  # two full names, then the surname again
+            full = {people[0]: people[1], people[2]: people[3]}
+            assert set(full) == {io, s} and full[s] == people[4] != full[io], prefix
+            assert io in names.names_for(split, "ioi") and s in names.names_for(split, "ioi")
