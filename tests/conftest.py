@@ -23,3 +23,18 @@ def toy_gpt2_dir(tmp_path_factory) -> str:
 def gpt2_small_dir(tmp_path_factory) -> str:
     """A GPT-2-small-shaped checkpoint: 12 layers, d_model 768, 12 heads, random weights."""
     return build_gpt2_checkpoint(tmp_path_factory.mktemp("gpt2_small"), n_layer=12, n_embd=768, n_head=12)
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """Import a file of scripts/ as a module by its name (scripts/ is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load

@@ -220,18 +220,10 @@ def test_training_script_runs_phases_through_curriculum_levels(tmp_path, capsys)
     assert "level 4" in log.split("step    12")[1].split("\n")[0]
 
 
-def test_ioi_surname_script_pairs_each_prompt_with_the_right_names():
+def test_ioi_surname_script_pairs_each_prompt_with_the_right_names(load_script):
     """scripts/ioi_surname.py compares the indirect object's first name with the subject's: the
     subject is the person whose surname is said again just before the answer."""
-    import importlib.util
-    path = Path(__file__).resolve().parents[2] / "scripts" / "ioi_surname.py"
-    spec = importlib.util.spec_from_file_location("ioi_surname", path)
-    script = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec.loader.exec_module(script)
-    finally:
-        sys.path.remove(str(path.parent))
+    script = load_script("ioi_surname")
     for split in ("train", "heldout"):
         examples = script.surname_examples(split, n=100)
         for prefix, io, s in examples:

@@ -75,17 +75,11 @@ def test_ablated_features_take_the_fill_values(tiny_saes):
         shift(spliced, texts, texts, HOOK, ablated, fill="median")
 
 
-def test_precondition_script_pools_the_same_activations_as_shift(tiny_saes):
+def test_precondition_script_pools_the_same_activations_as_shift(tiny_saes, load_script):
     """scripts/shift_precondition.py checks SHIFT's precondition without a dictionary: its
     pooled activations must be those SHIFT's probe reads (reconstruction plus error)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
     from activations.models import load_model
-    path = Path(__file__).resolve().parents[2] / "scripts" / "shift_precondition.py"
-    spec = importlib.util.spec_from_file_location("shift_precondition", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("shift_precondition")
     assert script.HOOK == HOOK
     model = load_model("tiny", device="cpu")
     spliced = SplicedModel(model, load_saes(next(iter(tiny_saes.values())).parent))
