@@ -69,9 +69,13 @@ def pooled(spliced: SplicedModel, texts: Texts, hook: str, ablated: Features | N
     with torch.set_grad_enabled(grads is not None):
         _, nodes = spliced.run(texts.tokens, edits, hooks=hooks, stop_at=hook, grads=grads)
         f, e = nodes[hook]
-        x = spliced.saes[hook].decode(f) + e
-        real = texts.real.to(x)[..., None]
-        return (x * real).sum(1) / real.sum(1), nodes
+        return real_token_mean(spliced.saes[hook].decode(f) + e, texts), nodes
+
+
+def real_token_mean(x: Tensor, texts: Texts) -> Tensor:
+    """[N, T, d] -> [N, d]: each text's mean over its real tokens, padding and BOS left out."""
+    real = texts.real.to(x)[..., None]
+    return (x * real).sum(1) / real.sum(1)
 
 
 @torch.no_grad()

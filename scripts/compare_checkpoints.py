@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import torch
+from checkpoint_script import need_folders, print_table, run
 
 from activations import corpus
 from activations.tiny.train import answer_entities, heldout_loss, load_checkpoint, pair_accuracy
@@ -37,16 +38,12 @@ def measure(folder: str) -> dict:
 
 
 def main(folders: list[str]) -> None:
-    if not folders:
-        raise SystemExit("give one or more checkpoint folders, e.g. activations/tiny/checkpoint")
+    need_folders(folders)
     torch.set_num_threads(2)
     rows = {folder: measure(folder) for folder in folders}
-    print("| metric (seeds 1 / 2 / 3) | " + " | ".join(folders) + " |")
-    print("|---|" + "---|" * len(folders))
-    for metric in next(iter(rows.values())):
-        print(f"| {metric} | " + " | ".join(rows[f][metric] for f in folders) + " |")
+    metrics = next(iter(rows.values()))
+    print_table("metric (seeds 1 / 2 / 3)", folders, ((m, [rows[f][m] for f in folders]) for m in metrics))
 
 
 if __name__ == "__main__":
-    from checkpoint_script import run
     run(main, __doc__)

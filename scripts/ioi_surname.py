@@ -16,6 +16,7 @@ import random
 import re
 
 import torch
+from checkpoint_script import need_folders, print_table, run
 
 from activations.corpus import ioi
 from activations.tiny.train import load_checkpoint, next_token_logits
@@ -48,23 +49,22 @@ def margins(model, tokenizer, examples: list[tuple[str, str, str]]) -> torch.Ten
 
 
 def main(folders: list[str]) -> None:
-    if not folders:
-        raise SystemExit("give one or more checkpoint folders, e.g. activations/tiny/checkpoint")
+    need_folders(folders)
     torch.set_num_threads(2)
-    print("| surname IOI, logit(IO) > logit(S) (mean margin) | " + " | ".join(folders) + " |")
-    print("|---|" + "---|" * len(folders))
     models = [load_checkpoint(folder) for folder in folders]
     for model, _ in models:
         model.eval()
-    for split in ("train", "heldout"):
+
+    def row(split: str) -> tuple[str, list[str]]:
         examples = surname_examples(split)
         cells = []
         for model, tokenizer in models:
             m = margins(model, tokenizer, examples)
             cells.append(f"{(m > 0).float().mean().item():.3f} ({m.mean().item():.1f})")
-        print(f"| {split} names, {len(examples)} prompts | " + " | ".join(cells) + " |")
+        return f"{split} names, {len(examples)} prompts", cells
+
+    print_table("surname IOI, logit(IO) > logit(S) (mean margin)", folders, map(row, ("train", "heldout")))
 
 
 if __name__ == "__main__":
-    from checkpoint_script import run
     run(main, __doc__)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 
 import torch
+from checkpoint_script import need_folders, print_table, run
 
 from activations import corpus
 from activations.corpus.names import names_for
@@ -32,8 +33,7 @@ def replaced(example: dict, first: str | None = None, last: str | None = None) -
 
 
 def main(folders: list[str]) -> None:
-    if not folders:
-        raise SystemExit("give one or more checkpoint folders, e.g. activations/tiny/checkpoint")
+    need_folders(folders)
     torch.set_num_threads(2)
     examples = name_frame_examples()
     rng = random.Random(0)
@@ -47,12 +47,9 @@ def main(folders: list[str]) -> None:
     models = {folder: load_checkpoint(folder) for folder in folders}
     for model, _ in models.values():
         model.eval()
-    print(f"| {len(examples)} name-PP prompts | " + " | ".join(folders) + " |")
-    print("|---|" + "---|" * len(folders))
-    for label, batch in variants.items():
-        print(f"| {label} | " + " | ".join(f"{pair_accuracy(*models[f], batch):.3f}" for f in folders) + " |")
+    rows = ((label, [f"{pair_accuracy(*models[f], batch):.3f}" for f in folders]) for label, batch in variants.items())
+    print_table(f"{len(examples)} name-PP prompts", folders, rows)
 
 
 if __name__ == "__main__":
-    from checkpoint_script import run
     run(main, __doc__)

@@ -13,19 +13,18 @@ seconds, before training any dictionary (docs/circuits.md, "SHIFT").
 from __future__ import annotations
 
 import torch
+from checkpoint_script import need_folders, print_table, run
 
 from activations.models import load_model
 from circuits.datasets import shift_examples
-from circuits.shift import Texts, encode_texts, train_probe
+from circuits.shift import Texts, encode_texts, real_token_mean, train_probe
 
 HOOK = "blocks.3.hook_resid_post"
 
 
 @torch.no_grad()
 def pooled_exact(model, texts: Texts) -> torch.Tensor:
-    x = model.capture(texts.tokens, [HOOK])[HOOK].float()
-    real = texts.real.to(x)[..., None]
-    return (x * real).sum(1) / real.sum(1)
+    return real_token_mean(model.capture(texts.tokens, [HOOK])[HOOK].float(), texts)
 
 
 def measure(folder: str) -> str:
@@ -38,14 +37,11 @@ def measure(folder: str) -> str:
 
 
 def main(folders: list[str]) -> None:
-    if not folders:
-        raise SystemExit("give one or more checkpoint folders, e.g. activations/tiny/checkpoint")
+    need_folders(folders)
     torch.set_num_threads(2)
-    print("| probe before, balanced bios: profession / gender (needs < 0.75 / > 0.75) | " + " | ".join(folders) + " |")
-    print("|---|" + "---|" * len(folders))
-    print("| | " + " | ".join(measure(f) for f in folders) + " |")
+    print_table("probe before, balanced bios: profession / gender (needs < 0.75 / > 0.75)", folders,
+                [("", [measure(f) for f in folders])])
 
 
 if __name__ == "__main__":
-    from checkpoint_script import run
     run(main, __doc__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -31,10 +32,15 @@ def load_script():
     import importlib.util
     from pathlib import Path
 
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+
     def load(name: str):
-        path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
+        spec = importlib.util.spec_from_file_location(name, scripts / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        sys.path.insert(0, str(scripts))  # as when run: a script imports its neighbours (checkpoint_script)
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(scripts))
         return module
     return load

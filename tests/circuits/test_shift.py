@@ -9,8 +9,8 @@ from circuits.attribution import SplicedModel
 from circuits.commands.circuit import load_saes
 from circuits.datasets import shift_examples
 from activations.errors import ToolkitError
-from circuits.shift import (encode_texts, pooled, probe_attribution, random_like, real_token_means, select_by_cue,
-                            shift, train_probe)
+from circuits.shift import (encode_texts, pooled, probe_attribution, random_like, real_token_mean, real_token_means,
+                            select_by_cue, shift, train_probe)
 
 HOOK = "blocks.3.hook_resid_post"
 
@@ -85,3 +85,20 @@ def test_precondition_script_pools_the_same_activations_as_shift(tiny_saes, load
     spliced = SplicedModel(model, load_saes(next(iter(tiny_saes.values())).parent))
     texts = encode_texts(model, shift_examples(12, seed=5, balanced=True))
     torch.testing.assert_close(script.pooled_exact(model, texts), pooled(spliced, texts, HOOK)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_real_token_mean_leaves_out_bos_and_padding():
+    """SHIFT's probe (and scripts/shift_precondition.py) pool each text over its real tokens
+    only: the mean must not change with the padding a longer text in the batch adds."""
+    from activations.models import load_model
+    model = load_model("tiny", device="cpu")
+    rows = shift_examples(6, seed=2, balanced=True)
+    texts = encode_texts(model, rows)
+    assert len(set(texts.real.sum(1).tolist())) > 1, "need texts of different lengths, so that some are padded"
+    x = torch.randn(*texts.tokens.shape, 5)
+    for i, row in enumerate(rows):
+        alone = encode_texts(model, [row])
+        n = alone.tokens.shape[1]
+        x_alone = x[i:i + 1, :n]
+        torch.testing.assert_close(real_token_mean(x, texts)[i], real_token_mean(x_alone, alone)[0])
+        torch.testing.assert_close(real_token_mean(x_alone, alone)[0], x[i, 1:n].mean(0))
